@@ -1,0 +1,39 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create .venv when it is missing and install the project into it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test venv lint typecheck validate conformance unit bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/python -m engine.demo
+
+validate: venv
+	$(BIN)/python -m engine.validate protocols/
+
+lint: venv
+	$(BIN)/ruff check engine conformance tests tools
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/python -m pytest
+
+conformance: venv
+	$(BIN)/python -m conformance
+
+test: venv validate lint unit
+
+bench: venv
+	$(BIN)/python tools/bench_framing.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,63 @@
+"""engine: one client API for every LLM provider, driven by YAML manifests.
+
+    from engine import AiClient
+    client = await AiClient.create("anthropic/claude-3-5-sonnet-20241022")
+    resp = await client.chat().system("Be brief.").user("Hello").execute()
+
+Importing this package is cheap: it reads no manifest, opens no connection
+and imports httpx/jinja2/jmespath only when a public name is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AiClient": "client",
+    "SyncAiClient": "client",
+    "AsyncChat": "client",
+    "SyncChat": "client",
+    "AsyncChatStream": "client",
+    "SyncChatStream": "client",
+    "Clock": "client",
+    "EngineError": "errors",
+    "ManifestError": "errors",
+    "KINDS": "errors",
+    "Message": "types",
+    "Tool": "types",
+    "ToolCall": "types",
+    "Usage": "types",
+    "ChatResponse": "types",
+    "ChatRequest": "types",
+    "Stats": "types",
+    "StreamEvent": "stream",
+    "RetryPolicy": "retry",
+    "Timeouts": "transport",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .client import (AiClient, AsyncChat, AsyncChatStream, Clock, SyncAiClient, SyncChat,
+                         SyncChatStream)
+    from .errors import KINDS, EngineError, ManifestError
+    from .retry import RetryPolicy
+    from .stream import StreamEvent
+    from .transport import Timeouts
+    from .types import ChatRequest, ChatResponse, Message, Stats, Tool, ToolCall, Usage
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,159 @@
+"""Turn a provider's error (HTTP status, headers, body) into an EngineError. Pure.
+
+The manifest's ``errors`` section says where the message, code and type sit
+in the decoded body and gives ordered rules (first match wins; all of a
+rule's conditions must hold). When no rule matches, generic HTTP semantics
+decide (:data:`STATUS_KINDS`). Retry hints are read from the sources the
+manifest lists, in order; ``should_retry_header`` lets the provider force the
+retry decision either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import DEFAULT_RETRYABLE, EngineError, ErrorKind
+from .manifest import ErrorRule, ErrorSpec, Manifest
+from .paths import Path, PathError
+from .retry import parse_retry_value
+
+__all__ = ["STATUS_KINDS", "build_error", "classify", "decode_json", "kind_for_status"]
+
+# Generic HTTP meaning of a status; a manifest rule always wins over this.
+STATUS_KINDS: Mapping[int, ErrorKind] = {
+    400: "invalid_request",
+    401: "authentication",
+    402: "quota_exhausted",
+    403: "permission_denied",
+    404: "not_found",
+    408: "timeout",
+    409: "invalid_request",
+    413: "invalid_request",
+    422: "invalid_request",
+    429: "rate_limited",
+    500: "server_error",
+    502: "server_error",
+    503: "overloaded",
+    504: "timeout",
+}
+
+_EXCERPT = 200
+
+
+def kind_for_status(status: int | None) -> ErrorKind:
+    if status is None:
+        return "server_error"
+    if status in STATUS_KINDS:
+        return STATUS_KINDS[status]
+    if 400 <= status < 500:
+        return "invalid_request"
+    return "server_error"
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a JSON body, or return None when it is not JSON (e.g. an HTML proxy page)."""
+    try:
+        return json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
+def _search(path: Path | None, data: Any) -> Any:
+    if path is None or data is None:
+        return None
+    try:
+        return path.search(data)
+    except PathError:
+        return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _rule_matches(rule: ErrorRule, status: int | None, code: str | None, etype: str | None,
+                  message: str) -> bool:
+    if rule.status is not None and status not in rule.status:
+        return False
+    if rule.codes is not None and code not in rule.codes:
+        return False
+    if rule.types is not None and etype not in rule.types:
+        return False
+    return rule.message is None or bool(rule.message.search(message))
+
+
+def _retry_after(spec: ErrorSpec, headers: Mapping[str, str], data: Any,
+                 message: str) -> float | None:
+    for hint in spec.retry_after:
+        value: Any = None
+        if hint.header is not None:
+            value = headers.get(hint.header.lower())
+        elif hint.path is not None:
+            value = _search(hint.path, data)
+        elif hint.message is not None:
+            match = hint.message.search(message)
+            value = (match.group(1) if match.groups() else match.group(0)) if match else None
+        seconds = parse_retry_value(value, hint.unit)
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def classify(manifest: Manifest, status: int | None, headers: Mapping[str, str],
+             body: bytes | None = None, data: Any = None) -> EngineError:
+    """Build the EngineError for an error response.
+
+    *headers* must have lower-case names. Pass *data* when the payload is
+    already decoded; otherwise *body* is decoded here.
+    """
+    spec = manifest.errors
+    if data is None and body is not None:
+        data = decode_json(body)
+    message = _text(_search(spec.message, data))
+    if message is None:
+        message = _fallback_message(status, body, data)
+    return build_error(manifest, status, headers, message, _text(_search(spec.code, data)),
+                       _text(_search(spec.type, data)), data)
+
+
+def build_error(manifest: Manifest, status: int | None, headers: Mapping[str, str],
+                message: str, code: str | None, etype: str | None, data: Any) -> EngineError:
+    """Apply the manifest's rules to already-extracted error facts."""
+    spec = manifest.errors
+    kind: ErrorKind = kind_for_status(status)
+    retryable: bool | None = None
+    for rule in spec.rules:
+        if _rule_matches(rule, status, code, etype, message):
+            kind = rule.kind  # type: ignore[assignment]  # schema allows only KINDS
+            retryable = rule.retryable
+            break
+    if retryable is None:
+        retryable = kind in DEFAULT_RETRYABLE
+    forced = headers.get(spec.should_retry_header.lower()) if spec.should_retry_header else None
+    if forced is not None and forced.strip().lower() in ("true", "false"):
+        retryable = forced.strip().lower() == "true"
+    return EngineError(
+        kind,
+        message,
+        status=status,
+        provider=manifest.id,
+        retryable=retryable,
+        retry_after=_retry_after(spec, headers, data, message),
+        code=code or etype,
+    )
+
+
+def _fallback_message(status: int | None, body: bytes | None, data: Any) -> str:
+    if isinstance(data, str):
+        return data
+    if body:
+        text = body[:_EXCERPT].decode("utf-8", "replace").strip()
+        more = "..." if len(body) > _EXCERPT else ""
+        return f"HTTP {status}: {text}{more}" if status else f"{text}{more}"
+    return f"HTTP {status} with an empty body" if status else "error without a message"

@@ -1,0 +1,151 @@
+"""The one error root of the library.
+
+Every exception the library raises is an :class:`EngineError` (or a subclass).
+Foreign exceptions (httpx, yaml, jinja2, jmespath, cerberus, json) are caught at
+the boundary where they can occur and re-raised as an ``EngineError`` whose
+``kind`` says what went wrong in provider-neutral terms::
+
+    EngineError
+     ├── ManifestError        a manifest is missing, malformed or fails to render
+     └── (all other errors)   kind in KINDS, e.g. "rate_limited", "timeout"
+
+An error never carries the API key: :func:`redact` scrubs every registered
+secret from messages before they are stored.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal, get_args
+
+ErrorKind = Literal[
+    "invalid_request",
+    "authentication",
+    "permission_denied",
+    "not_found",
+    "context_length_exceeded",
+    "rate_limited",
+    "quota_exhausted",
+    "content_filtered",
+    "overloaded",
+    "server_error",
+    "timeout",
+    "connection",
+    "incomplete_stream",
+    "malformed_response",
+    "cancelled",
+]
+
+KINDS: frozenset[str] = frozenset(get_args(ErrorKind))
+
+# Kinds that a retry may cure. A manifest or a client may narrow or widen this.
+DEFAULT_RETRYABLE: frozenset[str] = frozenset(
+    {"rate_limited", "overloaded", "server_error", "timeout", "connection"}
+)
+
+__all__ = [
+    "DEFAULT_RETRYABLE",
+    "KINDS",
+    "EngineError",
+    "ErrorKind",
+    "ManifestError",
+    "redact",
+    "register_secret",
+]
+
+_secrets_lock = threading.Lock()
+_secrets: set[str] = set()
+_REDACTED = "[REDACTED]"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that :func:`redact` removes it from any text.
+
+    Very short values are ignored: redacting a one-letter "key" would mangle
+    every message.
+    """
+    if value and len(value) >= 4:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Return *text* with every registered secret replaced by ``[REDACTED]``."""
+    if not _secrets:
+        return text
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+class EngineError(Exception):
+    """Base class of every error the library raises.
+
+    Attributes:
+        kind: one of :data:`KINDS`, the provider-neutral category.
+        message: human-readable text (the provider's own message when it gave one).
+        status: the HTTP status, or ``None`` when no response was received.
+        provider: the manifest id involved, or ``None``.
+        retryable: whether retrying the same request may succeed.
+        retry_after: seconds the provider asked us to wait, or ``None``.
+        code: the provider's error code or type, when it gave one.
+        partial: for ``incomplete_stream``, the response accumulated so far.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        provider: str | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
+        partial: Any = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown error kind {kind!r}")
+        self.kind: ErrorKind = kind
+        self.message = redact(message)
+        self.status = status
+        self.provider = provider
+        self.retryable = kind in DEFAULT_RETRYABLE if retryable is None else retryable
+        self.retry_after = retry_after
+        self.code = redact(code) if code is not None else None
+        self.partial = partial
+        self.attempts = 1
+        super().__init__(self.message)
+
+    @property
+    def provider_message(self) -> str:
+        """The provider's own message (same as :attr:`message`)."""
+        return self.message
+
+    def __str__(self) -> str:
+        where = f"{self.provider}: " if self.provider else ""
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"{where}{self.kind}{status}: {self.message}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(kind={self.kind!r}, status={self.status!r}, "
+            f"provider={self.provider!r}, retryable={self.retryable!r}, "
+            f"retry_after={self.retry_after!r}, message={self.message!r})"
+        )
+
+
+class ManifestError(EngineError):
+    """A manifest could not be found, loaded, validated or rendered.
+
+    ``problems`` lists every problem as ``file:line: key.path: message``.
+    """
+
+    def __init__(self, message: str, *, problems: list[str] | None = None,
+                 provider: str | None = None, key: tuple[str | int, ...] = ()) -> None:
+        super().__init__("invalid_request", message, provider=provider, retryable=False)
+        self.problems: list[str] = list(problems or [])
+        self.key = key  # where in the manifest the problem sits, when known

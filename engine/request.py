@@ -1,0 +1,251 @@
+"""Render a normalized :class:`ChatRequest` into a :class:`PreparedRequest`.
+
+Pure: no I/O. The manifest's compiled templates receive a context of plain
+data (model, messages, system, params, tools, tool_choice, stream,
+model_info) and produce the URL, headers and JSON body. Auth is applied by a
+scheme from :data:`AUTH_SCHEMES`. The body is serialized with ``json.dumps``
+from the rendered structure, so it is valid JSON whatever the text contains.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import EngineError, ManifestError, redact
+from .manifest import AuthSpec, Manifest, deep_merge
+from .templates import Node, TemplateError, render_checked
+from .types import ChatRequest, Message, Tool, ToolCall
+
+__all__ = [
+    "AUTH_SCHEMES",
+    "PARAMS",
+    "PreparedRequest",
+    "build_context",
+    "dry_run",
+    "normalize_tool_choice",
+    "prepare",
+]
+
+PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed")
+USER_AGENT = "engine/0.1 (+python)"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """Everything the transport needs; plain data, safe to log via :meth:`describe`."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    json: Any
+    stream: bool = False
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def describe(self) -> str:
+        """``METHOD url`` with every secret removed (for logs)."""
+        return redact(f"{self.method} {self.url}")
+
+    def __repr__(self) -> str:
+        return f"PreparedRequest({self.describe()!r}, stream={self.stream})"
+
+
+# ---------------------------------------------------------------- auth schemes
+
+AuthFn = Callable[[AuthSpec, str, dict[str, str], dict[str, str]], None]
+
+
+def _bearer(spec: AuthSpec, key: str, headers: dict[str, str], query: dict[str, str]) -> None:
+    headers["authorization"] = f"Bearer {key}"
+
+
+def _header(spec: AuthSpec, key: str, headers: dict[str, str], query: dict[str, str]) -> None:
+    assert spec.header is not None  # guaranteed by manifest validation
+    headers[spec.header.lower()] = f"{spec.prefix}{key}"
+
+
+def _query(spec: AuthSpec, key: str, headers: dict[str, str], query: dict[str, str]) -> None:
+    assert spec.param is not None  # guaranteed by manifest validation
+    query[spec.param] = key
+
+
+def _none(spec: AuthSpec, key: str, headers: dict[str, str], query: dict[str, str]) -> None:
+    return None
+
+
+AUTH_SCHEMES: Mapping[str, AuthFn] = {
+    "bearer": _bearer,
+    "header": _header,
+    "query": _query,
+    "none": _none,
+}
+
+
+# ---------------------------------------------------------------- context
+
+def normalize_tool_choice(choice: Any) -> dict[str, Any] | None:
+    """``"auto" | "none" | "required" | {"name": ...}`` -> ``{"mode", "name"}``."""
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        if choice in ("auto", "none", "required"):
+            return {"mode": choice, "name": None}
+        return {"mode": "tool", "name": choice}
+    if isinstance(choice, Mapping):
+        name = choice.get("name") or (choice.get("function") or {}).get("name")
+        if isinstance(name, str) and name:
+            return {"mode": "tool", "name": name}
+    raise EngineError("invalid_request", "tool_choice must be 'auto', 'none', 'required', "
+                      "a tool name, or {'name': tool_name}")
+
+
+def build_context(request: ChatRequest, model: str, manifest: Manifest,
+                  stream: bool) -> dict[str, Any]:
+    """The plain-data context every template of the manifest sees."""
+    messages = [m.to_context() for m in request.messages]
+    names = {tc.id: tc.name for m in request.messages for tc in m.tool_calls}
+    for msg in messages:
+        if msg["role"] == "tool" and not msg["name"]:
+            msg["name"] = names.get(msg["tool_call_id"] or "")
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    tools = [t.to_context() for t in request.tools] if request.tools else None
+    return {
+        "model": model,
+        "messages": messages,
+        "system": system or None,
+        "params": {name: request.params.get(name) for name in PARAMS},
+        "tools": tools,
+        "tool_choice": normalize_tool_choice(request.tool_choice),
+        "stream": stream,
+        "model_info": manifest.model_info(model),
+    }
+
+
+# ---------------------------------------------------------------- prepare
+
+def _render(node: Node | None, ctx: Mapping[str, Any], what: str, provider: str) -> Any:
+    return render_checked(node, ctx, what, provider) if node is not None else None
+
+
+def _strings(value: Any, what: str, provider: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ManifestError(f"{what} must render to a mapping", provider=provider)
+    out = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        out[str(key)] = item if isinstance(item, str) else json.dumps(item)
+    return out
+
+
+def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -> None:
+    """Refuse, before sending, what the manifest declares it cannot do."""
+    if request.tools and not manifest.tools:
+        raise EngineError("invalid_request", f"{manifest.id} does not support tools",
+                          provider=manifest.id, retryable=False)
+    if stream and not manifest.stream:
+        raise EngineError("invalid_request", f"{manifest.id} does not support streaming",
+                          provider=manifest.id, retryable=False)
+
+
+def prepare(manifest: Manifest, request: ChatRequest, model: str, *, api_key: str | None,
+            base_url: str | None = None, stream: bool = False) -> PreparedRequest:
+    """Render the request for *manifest*; raise EngineError on any problem."""
+    check_capabilities(manifest, request, stream)
+    pid = manifest.id
+    ctx = build_context(request, model, manifest, stream)
+    chat = manifest.chat
+    variant = chat.variant_for(model)
+    spec = chat.stream if stream else None
+    body_node = variant.stream_body if stream and variant.stream_body else variant.body
+    body = render_checked(body_node, ctx, "chat.body", pid)
+    if request.extra:
+        body = deep_merge(body, dict(request.extra))
+    path_node = spec.path if spec is not None and spec.path is not None else chat.path
+    path = str(render_checked(path_node, ctx, "chat.path", pid))
+    query = _strings(_render(chat.query, ctx, "chat.query", pid), "chat.query", pid)
+    if spec is not None and spec.query is not None:
+        query.update(_strings(_render(spec.query, ctx, "chat.stream.query", pid),
+                              "chat.stream.query", pid))
+    headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+    headers.update({k.lower(): v for k, v in _strings(
+        _render(manifest.headers, ctx, "headers", pid), "headers", pid).items()})
+    if spec is not None and spec.headers is not None:
+        headers.update({k.lower(): v for k, v in _strings(
+            _render(spec.headers, ctx, "chat.stream.headers", pid), "headers", pid).items()})
+    secrets = _apply_auth(manifest, api_key, headers, query)
+    url = (base_url or manifest.base_url).rstrip("/") + "/" + path.lstrip("/")
+    if query:
+        url += ("&" if "?" in url else "?") + urllib.parse.urlencode(query)
+    try:
+        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise EngineError("invalid_request", f"request body is not JSON: {exc}",
+                          provider=pid) from None
+    return PreparedRequest(chat.method, url, tuple(headers.items()), raw.encode("utf-8"),
+                           body, stream, secrets)
+
+
+def _apply_auth(manifest: Manifest, api_key: str | None, headers: dict[str, str],
+                query: dict[str, str]) -> tuple[str, ...]:
+    auth = manifest.auth
+    if auth.scheme == "none":
+        return ()
+    if not api_key:
+        if auth.required:
+            names = " or ".join(auth.env) or "api_key="
+            raise EngineError("authentication",
+                              f"no API key for {manifest.id}: pass api_key= or set {names}",
+                              provider=manifest.id, retryable=False)
+        return ()
+    AUTH_SCHEMES[auth.scheme](auth, api_key, headers, query)
+    return (api_key,)
+
+
+# ---------------------------------------------------------------- dry run
+
+def _samples() -> list[ChatRequest]:
+    call = ToolCall(id="call_1", name="get_weather", arguments={"city": "Paris"})
+    tool = Tool("get_weather", "Get the weather", {"type": "object", "properties": {
+        "city": {"type": "string"}}, "required": ["city"]})
+    full = (
+        Message.system("Be brief."),
+        Message.user("What is the weather in Paris?"),
+        Message.assistant("", tool_calls=[call]),
+        Message.tool("call_1", "22C"),
+        Message.assistant("It is 22C."),
+        Message.user("Thanks"),
+    )
+    params = {"temperature": 0.5, "max_tokens": 10, "top_p": 0.9, "stop": ["END"], "seed": 1}
+    return [
+        ChatRequest((Message.user("Hi"),)),
+        ChatRequest(full, params, (tool,), "auto"),
+        ChatRequest(full, params, (tool,), "required"),
+        ChatRequest(full, {}, (tool,), {"name": "get_weather"}),
+        ChatRequest(full, {}, (tool,), "none"),
+    ]
+
+
+def dry_run(manifest: Manifest) -> list[tuple[tuple[str | int, ...], str]]:
+    """Render every request template against sample requests; report failures."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    models = ["sample-model", *manifest.models]
+    for request in _samples():
+        for model in models:
+            for stream in (False, True) if manifest.stream else (False,):
+                try:
+                    prepare(manifest, request, model, api_key="sk-dry-run-key", stream=stream)
+                except ManifestError as exc:
+                    problems.append((exc.key or ("chat",), exc.message))
+                except TemplateError as exc:
+                    problems.append((("chat", *exc.path), str(exc)))
+                except EngineError as exc:
+                    if exc.kind not in ("invalid_request",):
+                        problems.append((("chat",), exc.message))
+    return sorted(set(problems))[:20]

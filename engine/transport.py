@@ -1,0 +1,189 @@
+"""The one I/O seam: the only module that imports httpx.
+
+:class:`AsyncTransport` and :class:`SyncTransport` send a
+:class:`~engine.request.PreparedRequest` and return the status, lower-cased
+headers and body (whole, or as an iterator of decoded byte chunks for
+streams). Every httpx exception is translated into an :class:`EngineError`
+here (``timeout``, ``connection``, ``malformed_response``); nothing from httpx
+escapes. A transport owns its ``httpx`` client unless one was handed in, in
+which case closing the transport leaves that client open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .errors import EngineError
+from .request import PreparedRequest
+
+__all__ = ["MAX_BODY_BYTES", "AsyncHttpClient", "AsyncTransport", "SyncHttpClient", "RawResponse", "StreamHandle", "SyncTransport",
+           "Timeouts"]
+
+log = logging.getLogger("engine")
+AsyncHttpClient = httpx.AsyncClient  # what AiClient(http_client=...) accepts
+SyncHttpClient = httpx.Client  # what SyncAiClient(http_client=...) accepts
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds: ``connect`` to open a connection, ``read`` between bytes, ``write``, ``pool``."""
+
+    connect: float | None = 10.0
+    read: float | None = 60.0
+    write: float | None = 60.0
+    pool: float | None = 10.0
+
+    @classmethod
+    def of(cls, value: float | Timeouts | None) -> Timeouts:
+        if isinstance(value, Timeouts):
+            return value
+        return cls(value, value, value, value)
+
+    def to_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write,
+                             pool=self.pool)
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHandle:
+    """An open response: status, headers and the body still to be read."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: Any  # AsyncIterator[bytes] or Iterator[bytes]
+
+
+def _translate(exc: Exception, provider: str | None) -> EngineError:
+    """The EngineError for an httpx (or socket) exception."""
+    name = type(exc).__name__
+    detail = str(exc) or name
+    if isinstance(exc, httpx.TimeoutException):
+        return EngineError("timeout", f"{name}: {detail}", provider=provider)
+    if isinstance(exc, httpx.DecodingError):
+        return EngineError("malformed_response", f"cannot decode the body: {detail}",
+                           provider=provider, retryable=False)
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+        return EngineError("invalid_request", f"bad URL: {detail}", provider=provider,
+                           retryable=False)
+    return EngineError("connection", f"{name}: {detail}", provider=provider)
+
+
+def _headers(response: httpx.Response) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in response.headers.multi_items():
+        key = key.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+def _build(client: httpx.AsyncClient | httpx.Client, req: PreparedRequest) -> httpx.Request:
+    return client.build_request(req.method, req.url, headers=list(req.headers), content=req.body)
+
+
+def _too_big(provider: str | None) -> EngineError:
+    return EngineError("malformed_response",
+                       f"response body larger than {MAX_BODY_BYTES} bytes", provider=provider,
+                       retryable=False)
+
+
+class AsyncTransport:
+    """Async HTTP via one pooled ``httpx.AsyncClient``."""
+
+    def __init__(self, timeout: float | Timeouts | None = 60.0,
+                 http_client: httpx.AsyncClient | None = None) -> None:
+        self._owned = http_client is None
+        self._timeout = Timeouts.of(timeout).to_httpx()
+        self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+
+    async def send(self, req: PreparedRequest, provider: str | None = None) -> RawResponse:
+        async with self.open(req, provider) as handle:
+            body = bytearray()
+            async for chunk in handle.chunks:
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise _too_big(provider)
+            return RawResponse(handle.status, handle.headers, bytes(body))
+
+    @asynccontextmanager
+    async def open(self, req: PreparedRequest,
+                   provider: str | None = None) -> AsyncIterator[StreamHandle]:
+        log.debug("-> %s", req.describe())
+        try:
+            response = await self._client.send(_build(self._client, req), stream=True)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise _translate(exc, provider) from None
+        try:
+            log.debug("<- %s %s", response.status_code, req.describe())
+            yield StreamHandle(response.status_code, _headers(response),
+                               self._chunks(response, provider))
+        finally:
+            await response.aclose()
+
+    async def _chunks(self, response: httpx.Response, provider: str | None) -> AsyncIterator[
+            bytes]:
+        try:
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise _translate(exc, provider) from None
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self._client.aclose()
+
+
+class SyncTransport:
+    """Blocking HTTP via one pooled ``httpx.Client``."""
+
+    def __init__(self, timeout: float | Timeouts | None = 60.0,
+                 http_client: httpx.Client | None = None) -> None:
+        self._owned = http_client is None
+        self._timeout = Timeouts.of(timeout).to_httpx()
+        self._client = http_client or httpx.Client(timeout=self._timeout)
+
+    def send(self, req: PreparedRequest, provider: str | None = None) -> RawResponse:
+        with self.open(req, provider) as handle:
+            body = bytearray()
+            for chunk in handle.chunks:
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise _too_big(provider)
+            return RawResponse(handle.status, handle.headers, bytes(body))
+
+    @contextmanager
+    def open(self, req: PreparedRequest, provider: str | None = None) -> Iterator[StreamHandle]:
+        log.debug("-> %s", req.describe())
+        try:
+            response = self._client.send(_build(self._client, req), stream=True)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise _translate(exc, provider) from None
+        try:
+            log.debug("<- %s %s", response.status_code, req.describe())
+            yield StreamHandle(response.status_code, _headers(response),
+                               self._chunks(response, provider))
+        finally:
+            response.close()
+
+    def _chunks(self, response: httpx.Response, provider: str | None) -> Iterator[bytes]:
+        try:
+            yield from response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise _translate(exc, provider) from None
+
+    def close(self) -> None:
+        if self._owned:
+            self._client.close()

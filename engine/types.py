@@ -1,0 +1,207 @@
+"""The normalized, provider-neutral data model of a chat.
+
+These are plain immutable values: what a user builds (:class:`Message`,
+:class:`Tool`), what the engine returns (:class:`ChatResponse`, :class:`Usage`,
+:class:`ToolCall`, :class:`Stats`) and the request the renderer consumes
+(:class:`ChatRequest`). Nothing here knows any provider.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+FINISH_REASONS: frozenset[str] = frozenset(
+    {"stop", "length", "tool_calls", "content_filter", "other"}
+)
+Role = Literal["system", "user", "assistant", "tool"]
+
+__all__ = [
+    "FINISH_REASONS",
+    "ChatRequest",
+    "ChatResponse",
+    "FinishReason",
+    "Message",
+    "Role",
+    "Stats",
+    "Tool",
+    "ToolCall",
+    "Usage",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call the model asked for. ``arguments`` is always a dict."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation.
+
+    Build them with the constructors: ``Message.system(text)``,
+    ``Message.user(text)``, ``Message.assistant(text, tool_calls=[...])`` and
+    ``Message.tool(tool_call_id, result)``.
+    """
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        return cls("system", _text(content))
+
+    @classmethod
+    def user(cls, content: str) -> Message:
+        return cls("user", _text(content))
+
+    @classmethod
+    def assistant(
+        cls,
+        content: str | None = "",
+        tool_calls: Sequence[ToolCall | Mapping[str, Any]] = (),
+    ) -> Message:
+        calls = tuple(_tool_call(tc) for tc in tool_calls)
+        return cls("assistant", _text(content or ""), tool_calls=calls)
+
+    @classmethod
+    def tool(cls, tool_call_id: str, content: Any, *, name: str | None = None) -> Message:
+        """A tool's answer. Non-string results are sent as JSON text."""
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        return cls("tool", text, tool_call_id=tool_call_id, name=name)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | Message) -> Message:
+        """Accept a ``Message`` or an OpenAI-style dict (``role``, ``content``...)."""
+        if isinstance(data, Message):
+            return data
+        role = data.get("role")
+        if role not in ("system", "user", "assistant", "tool"):
+            raise ValueError(f"message role must be system, user, assistant or tool, not {role!r}")
+        calls = tuple(_tool_call(tc) for tc in data.get("tool_calls") or ())
+        return cls(
+            role,
+            _text(data.get("content") or ""),
+            tool_calls=calls,
+            tool_call_id=data.get("tool_call_id"),
+            name=data.get("name"),
+        )
+
+    def to_context(self) -> dict[str, Any]:
+        """The plain-data view handed to manifest templates."""
+        return {
+            "role": self.role,
+            "content": self.content,
+            "tool_calls": [tc.to_dict() for tc in self.tool_calls],
+            "tool_call_id": self.tool_call_id,
+            "name": self.name,
+        }
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"message content must be a str, not {type(value).__name__}")
+    return value
+
+
+def _tool_call(value: ToolCall | Mapping[str, Any]) -> ToolCall:
+    if isinstance(value, ToolCall):
+        return value
+    args = value.get("arguments", {})
+    if isinstance(args, str):
+        args = json.loads(args) if args.strip() else {}
+    if not isinstance(args, dict):
+        raise TypeError("tool call arguments must be a dict (or a JSON object string)")
+    return ToolCall(id=str(value["id"]), name=str(value["name"]), arguments=args)
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call: a name, a description and a JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | Tool) -> Tool:
+        if isinstance(data, Tool):
+            return data
+        if "name" not in data:
+            raise ValueError("a tool needs a 'name'")
+        params = data.get("parameters") or {"type": "object", "properties": {}}
+        return cls(str(data["name"]), str(data.get("description") or ""), dict(params))
+
+    def to_context(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "parameters": dict(self.parameters),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts. ``total_tokens`` is computed when the provider gives none."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    """The normalized answer, the same shape for every provider."""
+
+    content: str
+    thinking: str | None
+    tool_calls: list[ToolCall]
+    finish_reason: FinishReason
+    usage: Usage
+    raw: Any
+    model: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Measurements of one call. Times come from a monotonic clock."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    latency_ms: float
+    ttft_ms: float | None = None
+    attempts: int = 1
+    model: str = ""
+    provider: str = ""
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A normalized request: what the user asked for, before any manifest."""
+
+    messages: tuple[Message, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tools: tuple[Tool, ...] | None = None
+    tool_choice: str | Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,119 @@
+"""Safe YAML loading that remembers where every key came from.
+
+``load_yaml(text, filename)`` returns ``(data, lines)`` where ``lines`` maps a
+key path (a tuple of str keys and int list indexes) to the 1-based line of that
+key in the file, so that validation can report ``file:LINE: key.path: message``.
+
+Only ``yaml.SafeLoader`` is used. Anchors and aliases are refused outright: a
+manifest never needs them (``extends`` does that job) and they are how a
+"billion laughs" document makes a loader allocate without bound. Documents are
+also capped in size and nesting depth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .errors import ManifestError
+
+MAX_YAML_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+
+KeyPath = tuple[str | int, ...]
+
+__all__ = ["MAX_YAML_BYTES", "KeyPath", "format_path", "load_yaml"]
+
+
+def format_path(path: KeyPath) -> str:
+    """``("chat", "request", 0)`` -> ``chat.request[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top)"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML aliases are not allowed in manifests", event.start_mark
+            )
+        event = self.peek_event()
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML anchors are not allowed in manifests", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str | bytes, filename: str) -> tuple[Any, dict[KeyPath, int]]:
+    """Parse one YAML document; raise :class:`ManifestError` with file:line on failure."""
+    if isinstance(text, bytes):
+        text = _decode(text, filename)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
+        raise ManifestError(f"{filename}:1: (top): file is larger than {MAX_YAML_BYTES} bytes")
+    if "\x00" in text:
+        raise ManifestError(f"{filename}:1: (top): binary file (contains NUL bytes), not YAML")
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None, {}
+            lines: dict[KeyPath, int] = {}
+            _walk(node, (), lines, 0, filename)
+            data = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ManifestError(f"{filename}:{line}: (top): invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{filename}:1: (top): invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ManifestError(f"{filename}:1: (top): document is nested too deeply") from None
+    return data, lines
+
+
+def _decode(raw: bytes, filename: str) -> str:
+    if b"\x00" in raw:
+        raise ManifestError(f"{filename}:1: (top): binary file (contains NUL bytes), not YAML")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"{filename}:1: (top): not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
+
+
+def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], depth: int,
+          filename: str) -> None:
+    if depth > MAX_DEPTH:
+        line = node.start_mark.line + 1
+        raise ManifestError(f"{filename}:{line}: {format_path(path)}: nested deeper than "
+                            f"{MAX_DEPTH} levels")
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            sub = (*path, key)
+            if sub in lines:
+                line = key_node.start_mark.line + 1
+                raise ManifestError(f"{filename}:{line}: {format_path(sub)}: duplicate key")
+            lines[sub] = key_node.start_mark.line + 1
+            _walk(value_node, sub, lines, depth + 1, filename)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            sub = (*path, index)
+            lines.setdefault(sub, item.start_mark.line + 1)
+            _walk(item, sub, lines, depth + 1, filename)
