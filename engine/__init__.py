@@ -1,7 +1,7 @@
 """engine: one client API for every LLM provider, driven by YAML manifests.
 
     from engine import AiClient
-    client = await AiClient.create("anthropic/claude-3-5-sonnet-20241022")
+    client = await AiClient.create("provider/model-name")
     resp = await client.chat().system("Be brief.").user("Hello").execute()
 
 Importing this package is cheap: it reads no manifest, opens no connection
@@ -38,11 +38,39 @@ _EXPORTS = {
     "Timeouts": "transport",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "KINDS",
+    "AiClient",
+    "AsyncChat",
+    "AsyncChatStream",
+    "ChatRequest",
+    "ChatResponse",
+    "Clock",
+    "EngineError",
+    "ManifestError",
+    "Message",
+    "RetryPolicy",
+    "Stats",
+    "StreamEvent",
+    "SyncAiClient",
+    "SyncChat",
+    "SyncChatStream",
+    "Timeouts",
+    "Tool",
+    "ToolCall",
+    "Usage",
+]
 
 if TYPE_CHECKING:
-    from .client import (AiClient, AsyncChat, AsyncChatStream, Clock, SyncAiClient, SyncChat,
-                         SyncChatStream)
+    from .client import (
+        AiClient,
+        AsyncChat,
+        AsyncChatStream,
+        Clock,
+        SyncAiClient,
+        SyncChat,
+        SyncChatStream,
+    )
     from .errors import KINDS, EngineError, ManifestError
     from .retry import RetryPolicy
     from .stream import StreamEvent

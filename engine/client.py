@@ -25,8 +25,14 @@ from .mapping import map_response
 from .request import PreparedRequest, normalize_tool_choice, prepare
 from .retry import RetryPolicy
 from .stream import StreamDecoder, StreamEvent
-from .transport import (AsyncHttpClient, AsyncTransport, RawResponse, SyncHttpClient,
-                        SyncTransport, Timeouts)
+from .transport import (
+    AsyncHttpClient,
+    AsyncTransport,
+    RawResponse,
+    SyncHttpClient,
+    SyncTransport,
+    Timeouts,
+)
 from .types import ChatRequest, ChatResponse, Message, Stats, Tool
 
 __all__ = ["AiClient", "AsyncChat", "AsyncChatStream", "Clock", "SyncAiClient", "SyncChat",
@@ -552,7 +558,7 @@ class AiClient:
 class SyncAiClient:
     """The blocking twin of :class:`AiClient`: same API without ``await``.
 
-    ``SyncAiClient.create("openai/gpt-4o")``, ``client.chat().user("hi").execute()``,
+    ``SyncAiClient.create("provider/model")``, ``client.chat().user("hi").execute()``,
     ``for event in client.chat().user("hi").stream(): ...``; release with
     ``client.close()`` or ``with``.
     """

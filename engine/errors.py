@@ -145,7 +145,9 @@ class ManifestError(EngineError):
     """
 
     def __init__(self, message: str, *, problems: list[str] | None = None,
-                 provider: str | None = None, key: tuple[str | int, ...] = ()) -> None:
+                 provider: str | None = None, key: tuple[str | int, ...] = (),
+                 detail: str | None = None) -> None:
         super().__init__("invalid_request", message, provider=provider, retryable=False)
         self.problems: list[str] = list(problems or [])
         self.key = key  # where in the manifest the problem sits, when known
+        self.detail = detail if detail is not None else message  # the message without `key`

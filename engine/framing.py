@@ -12,27 +12,33 @@ Registered framers (:data:`FRAMERS`, built by :func:`make_framer`):
 
 ``sse``
     WHATWG ``text/event-stream``: LF / CRLF / CR line ends (also a CR and LF
-    split across two chunks), optional leading BOM, comments, multi-line
-    ``data``, ``event`` / ``id`` / ``retry``.  An event is dispatched on a
-    blank line when it had a ``data`` field or an event name.
+    split across two chunks), comments, multi-line ``data``, ``event`` /
+    ``id`` / ``retry``.  An event is dispatched on a blank line when it had a
+    ``data`` field or a non-empty event name; ``close()`` also dispatches a
+    pending event that lacks the final blank line.  ``offset`` is the start
+    of the event's first field line.
 ``ndjson``
-    One JSON text per LF or CRLF terminated line; blank lines skipped.
+    One text per LF or CRLF terminated line (a lone CR is data); blank lines
+    skipped; an unterminated last line is a frame.
 ``json-array``
     One JSON array streamed element by element; each top-level element is a
-    frame.  A top-level object (an error body) is one frame.
+    frame as soon as it is complete.  A top-level object (an error body) is
+    one frame.  Empty body: no frames.
 ``eventstream``
     Binary event-stream: prelude (total length, headers length, prelude CRC32),
     typed headers, payload, message CRC32.  Both checksums are verified.
 ``json``
-    The whole body is one frame.
+    The whole body is one frame (an empty body gives one frame ``""``).
 
-Framers do not parse JSON; ``Frame.data`` is the decoded UTF-8 text of the
-frame.  Errors are :class:`~engine.errors.EngineError`:
+The text framers drop a UTF-8 BOM at the very start of the body (offsets
+still count it).  Framers do not parse JSON; ``Frame.data`` is the decoded
+UTF-8 text of the frame.  Errors are :class:`~engine.errors.EngineError`:
 
 * ``malformed_response`` for bytes that cannot be framed (bad UTF-8, bad
-  checksum, garbage outside an array, a frame larger than ``max_frame_bytes``);
-  the message gives the byte offset and a short excerpt of the offending bytes.
-  The size limit is enforced as soon as it is exceeded, never after buffering.
+  checksum or length, garbage outside an array, a frame, line or element
+  larger than ``max_frame_bytes``); the message gives the byte offset and a
+  short excerpt of the offending bytes.  The size limit is checked on every
+  ``feed()``, so a hostile server cannot make a framer buffer without bound.
 * ``incomplete_stream`` when ``close()`` finds a half-received array or binary
   message.
 
@@ -348,18 +354,24 @@ class NDJSONFramer(_LineFramer):
     def _lines(self, seg: bytes, start: int) -> None:
         lines = seg.split(b"\n")
         lines.pop()
-        pos = start
-        for line in lines:
-            self._last_line(line, pos)
-            pos += len(line) + 1
+        self._emit(lines, start)
 
     def _last_line(self, line: bytes, start: int) -> None:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if len(line) > self._max:
-            raise _too_big(self.name, len(line), self._max, start, line)
-        if line and not line.isspace():
-            self._out.append(Frame(_decode(self.name, line, start), offset=start))
+        self._emit([line], start)
+
+    def _emit(self, lines: list[bytes], pos: int) -> None:
+        """Emit the non-blank lines; each but an unterminated last one ends in LF."""
+        out = self._out
+        for raw in lines:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if len(line) > self._max:
+                raise _too_big(self.name, len(line), self._max, pos, line)
+            if line and not line.isspace():
+                try:
+                    out.append(Frame(line.decode("utf-8"), None, {}, pos))
+                except UnicodeDecodeError:
+                    _decode(self.name, line, pos)  # raises with the offset
+            pos += len(raw) + 1
 
     def _check_pending(self) -> None:
         if len(self._buf) > self._max:

@@ -355,9 +355,17 @@ def _flatten_cerberus(errors: Any, prefix: KeyPath) -> list[tuple[KeyPath, str]]
     return out
 
 
+def _without_nulls(value: Any) -> Any:
+    """A file's own keys minus ``null`` values (which only delete inherited keys)."""
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def _schema_problems(data: Mapping[str, Any], *, partial: bool) -> list[tuple[KeyPath, str]]:
     validator = cerberus.Validator(SCHEMA, allow_unknown=False)
-    schema_doc = {k: v for k, v in data.items() if k != "extends"} if not partial else data
+    schema_doc = _without_nulls(data) if partial else {
+        k: v for k, v in data.items() if k != "extends"}
     try:
         ok = validator.validate(dict(schema_doc), update=partial)
     except Exception as exc:  # cerberus raises on some pathological documents

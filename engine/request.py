@@ -242,7 +242,7 @@ def dry_run(manifest: Manifest) -> list[tuple[tuple[str | int, ...], str]]:
                 try:
                     prepare(manifest, request, model, api_key="sk-dry-run-key", stream=stream)
                 except ManifestError as exc:
-                    problems.append((exc.key or ("chat",), exc.message))
+                    problems.append((exc.key or ("chat",), exc.detail))
                 except TemplateError as exc:
                     problems.append((("chat", *exc.path), str(exc)))
                 except EngineError as exc:

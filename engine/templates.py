@@ -40,7 +40,8 @@ from typing import Any
 
 import jinja2
 import jinja2.nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ManifestError
 
@@ -86,9 +87,9 @@ class _Env(ImmutableSandboxedEnvironment):
             return left**right
         if op == "*":
             for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
-                    if len(seq) * max(count, 0) > MAX_VALUE_SIZE:
-                        raise SecurityError("'*' would build a value that is too large")
+                if (isinstance(seq, (str, list, tuple)) and isinstance(count, int)
+                        and len(seq) * max(count, 0) > MAX_VALUE_SIZE):
+                    raise SecurityError("'*' would build a value that is too large")
             return operator.mul(left, right)
         result = operator.add(left, right)
         if isinstance(result, (str, list, tuple)) and len(result) > MAX_VALUE_SIZE:
@@ -438,4 +439,5 @@ def render_checked(node: Node, ctx: Mapping[str, Any], what: str, provider: str)
     except TemplateError as exc:
         key = (*what.split("."), *exc.path)
         where = ".".join(str(p) for p in key)
-        raise ManifestError(f"{where}: {exc}", provider=provider, key=key) from None
+        raise ManifestError(f"{where}: {exc}", provider=provider, key=key,
+                            detail=str(exc)) from None

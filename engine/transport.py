@@ -22,8 +22,16 @@ import httpx
 from .errors import EngineError
 from .request import PreparedRequest
 
-__all__ = ["MAX_BODY_BYTES", "AsyncHttpClient", "AsyncTransport", "SyncHttpClient", "RawResponse", "StreamHandle", "SyncTransport",
-           "Timeouts"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "AsyncHttpClient",
+    "AsyncTransport",
+    "RawResponse",
+    "StreamHandle",
+    "SyncHttpClient",
+    "SyncTransport",
+    "Timeouts",
+]
 
 log = logging.getLogger("engine")
 AsyncHttpClient = httpx.AsyncClient  # what AiClient(http_client=...) accepts

@@ -85,7 +85,7 @@ class Message:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Message) -> Message:
-        """Accept a ``Message`` or an OpenAI-style dict (``role``, ``content``...)."""
+        """Accept a ``Message`` or a plain dict (``role``, ``content``...)."""
         if isinstance(data, Message):
             return data
         role = data.get("role")

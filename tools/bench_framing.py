@@ -111,47 +111,44 @@ def baseline_ndjson(parts: list[bytes]) -> int:
     return count
 
 
-def best(fn: Callable[[list[bytes]], int], parts: list[bytes], runs: int) -> tuple[float, int]:
-    times = []
-    count = 0
+def best_of(fns: list[Callable[[list[bytes]], int]], parts: list[bytes],
+            runs: int) -> list[tuple[float, int]]:
+    """Best time and frame count of each function, runs interleaved to share machine noise."""
+    times: list[list[float]] = [[] for _ in fns]
+    counts = [0] * len(fns)
     for _ in range(runs):
-        start = time.perf_counter()
-        count = fn(parts)
-        times.append(time.perf_counter() - start)
-    return min(times), count
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            counts[i] = fn(parts)
+            times[i].append(time.perf_counter() - start)
+    return [(min(t), c) for t, c in zip(times, counts, strict=True)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="framing throughput benchmark")
     parser.add_argument("--mb", type=float, default=20.0, help="body size in MB")
-    parser.add_argument("--runs", type=int, default=3, help="runs per case (best is kept)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per case (best is kept)")
     args = parser.parse_args()
     target = int(args.mb * 1_000_000)
 
     sse = chunks(replicate(b"".join((REC / n).read_bytes() for n in SSE_SOURCES), target))
     binary = chunks(replicate((REC / BIN_SOURCE).read_bytes(), target))
     nd = chunks(replicate(ndjson_unit(), target))
-    cases: list[tuple[str, str, list[bytes], Callable[[list[bytes]], int]]] = [
-        ("sse", "ours", sse, lambda p: ours("sse", p)),
-        ("sse", "httpx", sse, baseline_sse),
-        ("eventstream", "ours", binary, lambda p: ours("eventstream", p)),
-        ("ndjson", "ours", nd, lambda p: ours("ndjson", p)),
-        ("ndjson", "httpx", nd, baseline_ndjson),
+    cases: list[tuple[str, list[bytes], list[Callable[[list[bytes]], int]]]] = [
+        ("sse", sse, [lambda p: ours("sse", p), baseline_sse]),
+        ("eventstream", binary, [lambda p: ours("eventstream", p)]),
+        ("ndjson", nd, [lambda p: ours("ndjson", p), baseline_ndjson]),
     ]
-    print(f"chunks of {CHUNK} B, best of {args.runs} runs, json.loads of every frame included")
-    print(f"{'format':<12} {'impl':<6} {'MB':>6} {'frames':>8} {'MB/s':>7} {'frames/s':>10} "
+    print(f"{CHUNK} B chunks, best of {args.runs} interleaved runs, json.loads of every frame")
+    print(f"{'format':<12} {'impl':<6} {'MB':>5} {'frames':>7} {'MB/s':>6} {'frames/s':>9} "
           f"{'ours/httpx':>10}")
-    ours_speed: dict[str, float] = {}
-    for fmt, impl, parts, fn in cases:
-        seconds, count = best(fn, parts, args.runs)
+    for fmt, parts, fns in cases:
         size = sum(map(len, parts)) / 1e6
-        ratio = ""
-        if impl == "ours":
-            ours_speed[fmt] = size / seconds
-        else:
-            ratio = f"{ours_speed[fmt] / (size / seconds):.2f}"
-        print(f"{fmt:<12} {impl:<6} {size:>6.1f} {count:>8} {size / seconds:>7.1f} "
-              f"{count / seconds:>10.0f} {ratio:>10}")
+        results = best_of(fns, parts, args.runs)
+        for impl, (seconds, count) in zip(("ours", "httpx"), results, strict=False):
+            ratio = f"{results[1][0] / results[0][0]:.2f}" if impl == "httpx" else ""
+            print(f"{fmt:<12} {impl:<6} {size:>5.1f} {count:>7} {size / seconds:>6.1f} "
+                  f"{count / seconds:>9.0f} {ratio:>10}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""Request templates: structure rules, directives, the sandbox, JSON safety."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.manifest import load_manifest
+from engine.request import prepare
+from engine.templates import TemplateError, compile_tree
+from engine.types import ChatRequest, Message
+
+
+def render(tree, **ctx):
+    return compile_tree(tree).render(ctx)
+
+
+def test_whole_expression_keeps_native_types():
+    assert render({"n": "{{ x }}", "l": "{{ y }}"}, x=0.5, y=[1, 2]) == {"n": 0.5, "l": [1, 2]}
+
+
+def test_mixed_text_renders_a_string():
+    assert render("/models/{{ m }}:go", m="a-b") == "/models/a-b:go"
+
+
+def test_none_values_drop_keys_and_list_items():
+    tree = {"a": "{{ none }}", "b": ["{{ none }}", 1], "c": 0, "d": False}
+    assert render(tree) == {"b": [1], "c": 0, "d": False}
+
+
+def test_each_if_switch_concat():
+    tree = {
+        "items": {"$each": "{{ xs }}", "as": "x", "do": {"$switch": "{{ x.k }}",
+                                                        "cases": {"a": "A"}, "default": "D"}},
+        "maybe": {"$if": "{{ flag }}", "then": "yes"},
+        "joined": {"$concat": [["p"], "{{ none }}", "q", {"$each": "{{ xs }}", "as": "x",
+                                                         "do": "{{ x.k }}"}]},
+    }
+    out = render(tree, xs=[{"k": "a"}, {"k": "b"}], flag=False)
+    assert out == {"items": ["A", "D"], "joined": ["p", "q", "a", "b"]}
+
+
+def test_each_flatten_splices_lists():
+    tree = {"$each": "{{ xs }}", "as": "x", "do": ["{{ x }}", "{{ x * 10 }}"], "flatten": True}
+    assert render(tree, xs=[1, 2]) == [1, 10, 2, 20]
+
+
+def test_each_over_none_drops_the_key():
+    assert render({"tools": {"$each": "{{ t }}", "as": "x", "do": "{{ x }}"}}, t=None) == {}
+
+
+def test_engine_filters():
+    assert render("{{ v | json }}", v={"a": "é"}) == '{"a": "é"}'
+    assert render("{{ s | as_object('result') }}", s='{"t": 1}') == {"t": 1}
+    assert render("{{ s | as_object('result') }}", s="plain") == {"result": "plain"}
+    assert render("{{ s | path_segment }}", s="a/b:c d") == "a%2Fb%3Ac%20d"
+    msgs = [{"role": "user"}, {"role": "tool"}, {"role": "tool"}, {"role": "assistant"}]
+    turns = render("{{ m | group_turns({'tool': 'user'}) }}", m=msgs)
+    assert [(t["role"], len(t["messages"])) for t in turns] == [("user", 3), ("assistant", 1)]
+
+
+@pytest.mark.parametrize("tree, error", [
+    ({"$each": "{{ x }}", "do": 1}, "needs 'as'"),
+    ({"$if": "{{ x }}"}, "needs 'then'"),
+    ({"$loop": 1}, "unknown directive"),
+    ({"$if": "{{ x }}", "then": 1, "extra": 2}, "does not take"),
+    ("{% for x in y %}{{ x }}{% endfor %}", "only {{ expressions }}"),
+    ("{{ x ", "syntax error"),
+])
+def test_bad_templates_fail_to_compile(tree, error):
+    with pytest.raises(TemplateError, match=error):
+        compile_tree(tree)
+
+
+def test_strict_undefined():
+    node = compile_tree({"a": "{{ params.tempreature }}"})
+    with pytest.raises(TemplateError, match="undefined"):
+        node.render({"params": {"temperature": 1}})
+
+
+@pytest.mark.parametrize("source", [
+    "{{ ''.__class__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ x.__globals__ }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ 'a' * 100000000 }}",
+    "{{ 10 ** 100000 }}",
+    "{{ range(10**8) | list }}",
+    "{{ lipsum() }}",
+])
+def test_sandbox_refuses_escape_and_blowup(source):
+    with pytest.raises(TemplateError):
+        compile_tree(source).render({"x": lambda: None})
+
+
+def test_templates_cannot_read_the_environment(monkeypatch):
+    monkeypatch.setenv("SECRET_FOR_TEST", "hunter22")
+    for source in ("{{ environ }}", "{{ os.environ }}", "{{ env.SECRET_FOR_TEST }}"):
+        with pytest.raises(TemplateError):
+            compile_tree(source).render({})
+    assert "hunter22" not in json.dumps(render({"m": "{{ model }}"}, model="x"))
+    assert os.environ["SECRET_FOR_TEST"] == "hunter22"
+
+
+text = st.text(st.characters(codec="utf-8"), max_size=200)
+
+
+@settings(max_examples=150, deadline=None)
+@given(content=text, system=text)
+def test_any_unicode_text_round_trips_through_every_manifest(content, system):
+    request = ChatRequest((Message.system(system), Message.user(content)))
+    for provider in ("openai", "anthropic", "gemini", "deepseek", "ollama"):
+        manifest = load_manifest(provider)
+        prepared = prepare(manifest, request, "m", api_key="sk-test-key")
+        body = json.loads(prepared.body.decode("utf-8"))
+        dumped = json.dumps(body, ensure_ascii=False)
+        assert body == prepared.json
+        assert content in _strings(body) or content == ""
+        assert system in dumped or system == "" or system in _strings(body)
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
