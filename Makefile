@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv lint typecheck validate conformance unit bench clean
+.PHONY: demo test venv lint validate conformance unit package bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
-	$(BIN)/python -m engine.demo
+	$(BIN)/python -m conformance.demo
 
 validate: venv
 	$(BIN)/python -m engine.validate protocols/
@@ -30,10 +30,15 @@ unit: venv
 conformance: venv
 	$(BIN)/python -m conformance
 
-test: venv validate lint unit
+package: venv
+	bash tools/check_package.sh
+
+# The whole suite: manifests, lint and types, unit + end-to-end tests, packaging.
+test: venv validate lint unit package
 
 bench: venv
 	$(BIN)/python tools/bench_framing.py
+	$(BIN)/python tools/bench_client.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,13 +1,18 @@
 """JMESPath expressions, compiled once, searched many times.
 
 :func:`compile_path` parses an expression at manifest load time (raising
-:class:`PathError` on bad syntax); :meth:`Path.search` never raises anything
-but :class:`PathError` (a type error inside an expression on odd data is a
-data problem the caller classifies, usually as ``malformed_response``).
+:class:`PathError` on bad syntax) and turns its syntax tree into nested Python
+closures for the node types manifests use on the hot path (fields, indexes,
+sub-expressions, ``!``, ``&&``, ``||``, ``==``/``!=``, literals); any other
+node is evaluated by jmespath's own interpreter, so semantics are exactly
+jmespath's (a property test checks the two agree). :meth:`Path.search` never
+raises anything but :class:`PathError` (a type error inside an expression on
+odd data is a data problem the caller classifies as ``malformed_response``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +20,7 @@ import jmespath
 import jmespath.exceptions
 import jmespath.functions
 import jmespath.parser
+import jmespath.visitor
 
 __all__ = ["Path", "PathError", "compile_path"]
 
@@ -33,6 +39,98 @@ class _Functions(jmespath.functions.Functions):
 
 
 _OPTIONS = jmespath.Options(custom_functions=_Functions())
+_INTERPRETER = jmespath.visitor.TreeInterpreter(_OPTIONS)
+Getter = Callable[[Any], Any]
+
+
+def _is_false(value: Any) -> bool:
+    # jmespath's truthiness, not Python's: 0 is true, empty containers are false.
+    return value is None or value is False or value == "" or value == [] or value == {}
+
+
+def _field(name: str) -> Getter:
+    return lambda data: data.get(name) if isinstance(data, dict) else None
+
+
+def _index(child: Getter, index: int) -> Getter:
+    def get(data: Any) -> Any:
+        value = child(data)
+        if not isinstance(value, list) or not -len(value) <= index < len(value):
+            return None
+        return value[index]
+    return get
+
+
+def _chain(steps: list[Getter]) -> Getter:
+    def get(data: Any) -> Any:
+        for step in steps:
+            data = step(data)
+        return data
+    return get
+
+
+def _not(child: Getter) -> Getter:
+    def get(data: Any) -> Any:
+        value = child(data)
+        if _number(value) and value == 0:
+            return False
+        return not value
+    return get
+
+
+def _and(left: Getter, right: Getter) -> Getter:
+    def get(data: Any) -> Any:
+        value = left(data)
+        return value if _is_false(value) else right(data)
+    return get
+
+
+def _or(left: Getter, right: Getter) -> Getter:
+    def get(data: Any) -> Any:
+        value = left(data)
+        return right(data) if _is_false(value) else value
+    return get
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same(x: Any, y: Any) -> bool:
+    """jmespath equality: 0 and 1 never equal false and true."""
+    if (_number(x) and x in (0, 1) and isinstance(y, bool)) or (
+            _number(y) and y in (0, 1) and isinstance(x, bool)):
+        return False
+    return bool(x == y)
+
+
+def _equals(left: Getter, right: Getter, negate: bool) -> Getter:
+    return lambda data: _same(left(data), right(data)) != negate
+
+
+def _compile(node: Any) -> Getter:
+    """Closures for common node types; the interpreter for everything else."""
+    kind, children = node["type"], node.get("children", [])
+    if kind == "field":
+        return _field(node["value"])
+    if kind == "literal":
+        value = node["value"]
+        return lambda data: value
+    if kind == "current":
+        return lambda data: data
+    if kind == "subexpression":
+        return _chain([_compile(c) for c in children])
+    if kind == "index_expression" and children[1]["type"] == "index":
+        return _index(_compile(children[0]), children[1]["value"])
+    if kind == "not_expression":
+        return _not(_compile(children[0]))
+    if kind == "and_expression":
+        return _and(_compile(children[0]), _compile(children[1]))
+    if kind == "or_expression":
+        return _or(_compile(children[0]), _compile(children[1]))
+    if kind == "comparator" and node["value"] in ("eq", "ne"):
+        return _equals(_compile(children[0]), _compile(children[1]), node["value"] == "ne")
+    return lambda data: _INTERPRETER.visit(node, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +138,14 @@ class Path:
     """A compiled JMESPath expression."""
 
     source: str
-    parsed: jmespath.parser.ParsedResult
+    getter: Getter
 
     def search(self, data: Any) -> Any:
         try:
-            return self.parsed.search(data, options=_OPTIONS)
+            return self.getter(data)
         except jmespath.exceptions.JMESPathError as exc:
             raise PathError(f"{self.source!r}: {exc}") from None
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
             raise PathError(f"{self.source!r}: {exc}") from None
 
 
@@ -56,6 +154,7 @@ def compile_path(source: str) -> Path:
     if not isinstance(source, str) or not source.strip():
         raise PathError("a JMESPath expression must be a non-empty string")
     try:
-        return Path(source, jmespath.compile(source))
+        parsed = jmespath.compile(source)
     except jmespath.exceptions.JMESPathError as exc:
         raise PathError(f"invalid JMESPath {source!r}: {exc}") from None
+    return Path(source, _compile(parsed.parsed))
