@@ -411,6 +411,7 @@ class AsyncChatStream(_StreamBase["AiClient"]):
                         if decoder.error is not None:
                             raise decoder.error
                         if decoder.done:
+                            await _drain(handle.chunks, DRAIN_SECONDS)
                             break
                     for event in decoder.close():
                         yield self._seen(event)
@@ -468,6 +469,7 @@ class SyncChatStream(_StreamBase["SyncAiClient"]):
                         if decoder.error is not None:
                             raise decoder.error
                         if decoder.done:
+                            _drain_sync(handle.chunks)
                             break
                     for event in decoder.close():
                         yield self._seen(event)
@@ -483,6 +485,34 @@ class SyncChatStream(_StreamBase["SyncAiClient"]):
                     raise
                 core.clock.sleep(delay)
                 attempt += 1
+
+
+# After the end marker, read what is left (a few bytes at most from a sane
+# server) so the connection goes back to the pool; past the limits, drop it.
+DRAIN_LIMIT = 64 * 1024
+DRAIN_SECONDS = 0.25
+
+
+async def _drain(chunks: AsyncIterator[bytes], seconds: float) -> None:
+    async def read() -> None:
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > DRAIN_LIMIT:
+                return
+
+    try:
+        await asyncio.wait_for(read(), seconds)
+    except asyncio.TimeoutError:
+        return
+
+
+def _drain_sync(chunks: Iterator[bytes]) -> None:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > DRAIN_LIMIT:
+            return
 
 
 async def _read_limited(chunks: AsyncIterator[bytes]) -> bytes:
