@@ -63,7 +63,7 @@ def split_events(body: bytes) -> list[bytes]:
 
 def answer(request: RecordedRequest) -> ScriptedResponse:
     """Route by path prefix; stream when the request asks for it."""
-    for model, (prefix, plain, streamed) in PROVIDERS.items():
+    for prefix, plain, streamed in PROVIDERS.values():
         if not request.url_path.startswith(prefix + "/"):
             continue
         body = request.json()
@@ -74,7 +74,7 @@ def answer(request: RecordedRequest) -> ScriptedResponse:
             return ScriptedResponse(200, [("content-type", "application/x-ndjson")],
                                     OLLAMA_STREAM.splitlines(keepends=True))
         return ScriptedResponse.sse(split_events((DATA / "recordings" / streamed).read_bytes()))
-    return ScriptedResponse.json({"error": {"message": f"no route for {model}"}}, 404)
+    return ScriptedResponse.json({"error": {"message": f"no route for {request.path}"}}, 404)
 
 
 def short(text: str | None, width: int = 70) -> str:

@@ -33,6 +33,7 @@ STATUS_KINDS: Mapping[int, ErrorKind] = {
     413: "invalid_request",
     422: "invalid_request",
     429: "rate_limited",
+    499: "cancelled",
     500: "server_error",
     502: "server_error",
     503: "overloaded",

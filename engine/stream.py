@@ -419,12 +419,13 @@ class StreamDecoder:
         if call is None or not call.open:
             call = self._start(lookup, call_id, name)
         else:
-            call.id = call.id or (str(call_id) if call_id else "")
             call.name = call.name or (str(name) if name else "")
         self._add_arguments(call, self._search(rule.arguments, item))
 
     def _start(self, key: str | None, call_id: Any, name: Any) -> _Call:
-        call = _Call(len(self._order), str(call_id) if call_id else "", str(name) if name else "")
+        # An id is fixed when the call starts, so every event of a call carries the same one.
+        call = _Call(len(self._order), str(call_id) if call_id else synthesize_id(),
+                     str(name) if name else "")
         if key is not None:
             self._calls[key] = call
         self._order.append(call)
@@ -453,8 +454,6 @@ class StreamDecoder:
             args = call.args
         else:
             args = parse_arguments("".join(call.fragments), self._manifest.id)
-        if not call.id:
-            call.id = synthesize_id()
         if not call.name:
             raise EngineError("malformed_response", f"tool call #{call.index} has no name",
                               provider=self._manifest.id)
