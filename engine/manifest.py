@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 MAX_EXTENDS_DEPTH = 8
+TOOL_CHOICE_MODES = frozenset({"auto", "none", "required", "tool"})
 PATH_ENV = "AI_PROTOCOL_PATH"
 
 
@@ -315,6 +316,7 @@ class Manifest:
     models: Mapping[str, Mapping[str, int | None]]
     tools: bool = True
     stream: bool = True
+    tool_choice_modes: frozenset[str] = TOOL_CHOICE_MODES
 
     def model_info(self, model: str) -> dict[str, int | None]:
         info = self.models.get(model) or {}
@@ -481,6 +483,7 @@ def _compile(data: Mapping[str, Any], report: _Collector) -> Manifest:
         models={k: dict(v or {}) for k, v in (data.get("models") or {}).items()},
         tools=caps.get("tools", True),
         stream=caps.get("stream", stream is not None) and stream is not None,
+        tool_choice_modes=frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
     )
 
 

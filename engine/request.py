@@ -149,6 +149,12 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
     if request.tools and not manifest.tools:
         raise EngineError("invalid_request", f"{manifest.id} does not support tools",
                           provider=manifest.id, retryable=False)
+    choice = normalize_tool_choice(request.tool_choice)
+    if choice is not None and choice["mode"] not in manifest.tool_choice_modes:
+        allowed = ", ".join(sorted(manifest.tool_choice_modes)) or "none at all"
+        raise EngineError("invalid_request", f"{manifest.id} does not support tool_choice "
+                          f"{choice['mode']!r} (supported: {allowed})", provider=manifest.id,
+                          retryable=False)
     if stream and not manifest.stream:
         raise EngineError("invalid_request", f"{manifest.id} does not support streaming",
                           provider=manifest.id, retryable=False)

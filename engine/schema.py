@@ -142,7 +142,12 @@ SCHEMA: dict[str, Any] = {
     },
     "capabilities": {
         "type": "dict",
-        "schema": {"tools": {"type": "boolean"}, "stream": {"type": "boolean"}},
+        "schema": {
+            "tools": {"type": "boolean"},
+            "stream": {"type": "boolean"},
+            "tool_choice": {"type": "list", "schema": {
+                "type": "string", "allowed": ["auto", "none", "required", "tool"]}},
+        },
     },
     "models": {
         "type": "dict",

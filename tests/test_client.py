@@ -226,3 +226,14 @@ def test_sync_twin_shares_the_core(custom):
     assert json.loads(seen[0].content)["prompt"] == "b"
     assert seen[0].headers["authorization"] == "Bearer k-abcdef"
     assert resp.content == "fine" and stats.total_tokens == 7 and stats.latency_ms >= 0
+
+
+async def test_capabilities_refuse_before_sending():
+    seen, handler = recorder()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        client = await AiClient.create("ollama/llama3.2", http_client=http)
+        tool = {"name": "f", "parameters": {"type": "object", "properties": {}}}
+        with pytest.raises(EngineError) as info:
+            await client.chat().user("hi").tools([tool]).tool_choice("required").execute()
+    assert info.value.kind == "invalid_request" and not info.value.retryable
+    assert "tool_choice 'required'" in info.value.message and seen == []
