@@ -127,11 +127,14 @@ class _Core:
     def stats(self, response: ChatResponse, started: float, attempts: int,
               ttft: float | None = None) -> Stats:
         usage = response.usage
+        latency = (self.clock.monotonic() - started) * 1000.0
+        log.debug("%s/%s answered in %.1f ms after %d attempt(s)", self.provider, self.model,
+                  latency, attempts)
         return Stats(
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,
-            latency_ms=(self.clock.monotonic() - started) * 1000.0,
+            latency_ms=latency,
             ttft_ms=None if ttft is None else (ttft - started) * 1000.0,
             attempts=attempts,
             model=self.model,

@@ -220,6 +220,7 @@ class EventRule:
     finish_reason: Path | None = None
     usage: Mapping[str, Path] = field(default_factory=dict)
     error: Mapping[str, Path] | None = None
+    error_code_from_event: bool = False
     end: bool = False
 
 
@@ -551,9 +552,10 @@ def _event_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> EventRul
         tool_call_end=c.path(end_key, (*key, "tool_call_end", "key")),
         finish_reason=c.path(spec.get("finish_reason"), (*key, "finish_reason")),
         usage=c.usage(spec.get("usage"), (*key, "usage")),
-        error={name: p for name, expr in (error or {}).items()
-               if (p := c.path(expr, (*key, "error", name))) is not None}
+        error={name: p for name, expr in (error or {}).items() if name != "code_from_event"
+               and (p := c.path(expr, (*key, "error", name))) is not None}
         if error is not None else None,
+        error_code_from_event=bool((error or {}).get("code_from_event", False)),
         end=bool(spec.get("end", False)),
     )
 

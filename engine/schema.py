@@ -55,7 +55,8 @@ _EVENT_RULE = {
         "usage": _USAGE,
         "error": {
             "type": "dict",
-            "schema": {"message": _PATH, "code": _PATH, "type": _PATH, "status": _PATH},
+            "schema": {"message": _PATH, "code": _PATH, "type": _PATH, "status": _PATH,
+                       "code_from_event": {"type": "boolean"}},
         },
         "end": {"type": "boolean"},
     },

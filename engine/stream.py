@@ -302,7 +302,9 @@ class StreamDecoder:
         for rule in self._spec.events:
             data, hit = self._matches(rule.match, frame, data, at_eof)
             if hit:
-                self._apply(rule, data)
+                if data is _UNSET:
+                    data = self._decode(frame, at_eof)
+                self._apply(rule, data, frame)
                 return
 
     def _matches(self, m: Matcher, frame: Frame, data: Any, at_eof: bool) -> tuple[Any, bool]:
@@ -343,9 +345,10 @@ class StreamDecoder:
 
     # -- actions
 
-    def _apply(self, rule: EventRule, data: Any) -> None:
+    def _apply(self, rule: EventRule, data: Any, frame: Frame) -> None:
         if rule.error is not None:
-            raise self._error(rule.error, data)
+            raise self._error(rule.error, data, frame.event if rule.error_code_from_event
+                              else None)
         thinking = self._text(self._search(rule.thinking, data))
         if thinking:
             self._thinking.append(thinking)
@@ -379,7 +382,7 @@ class StreamDecoder:
             return "".join(v for v in value if isinstance(v, str))
         return ""
 
-    def _error(self, spec: Mapping[str, Path], data: Any) -> EngineError:
+    def _error(self, spec: Mapping[str, Path], data: Any, event: str | None) -> EngineError:
         def text(name: str) -> str | None:
             value = self._search(spec.get(name), data)
             if value is None:
@@ -389,8 +392,8 @@ class StreamDecoder:
         status = self._search(spec.get("status"), data)
         status = status if isinstance(status, int) and not isinstance(status, bool) else None
         message = text("message") or json.dumps(data)[:200]
-        error = build_error(self._manifest, status, {}, message, text("code"), text("type"),
-                            data)
+        error = build_error(self._manifest, status, {}, message, event or text("code"),
+                            text("type"), data)
         error.partial = self.response
         return error
 
@@ -411,16 +414,19 @@ class StreamDecoder:
         self._end_call(call)
 
     def _fragment(self, rule: ToolCallRule, item: Any) -> None:
-        key = self._search(rule.key, item)
         call_id = self._search(rule.id, item)
         name = self._search(rule.name, item)
+        arguments = self._search(rule.arguments, item)
+        if call_id is None and name is None and arguments is None:
+            return  # this frame carries no part of a tool call
+        key = self._search(rule.key, item)
         lookup = str(key) if key is not None else (str(call_id) if call_id else None)
         call = self._calls.get(lookup) if lookup is not None else self._last
         if call is None or not call.open:
             call = self._start(lookup, call_id, name)
         else:
             call.name = call.name or (str(name) if name else "")
-        self._add_arguments(call, self._search(rule.arguments, item))
+        self._add_arguments(call, arguments)
 
     def _start(self, key: str | None, call_id: Any, name: Any) -> _Call:
         # An id is fixed when the call starts, so every event of a call carries the same one.

@@ -12,6 +12,7 @@ which case closing the transport leaves that client open.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -130,12 +131,14 @@ class AsyncTransport:
     async def open(self, req: PreparedRequest,
                    provider: str | None = None) -> AsyncIterator[StreamHandle]:
         log.debug("-> %s", req.describe())
+        started = time.monotonic()
         try:
             response = await self._client.send(_build(self._client, req), stream=True)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise _translate(exc, provider) from None
         try:
-            log.debug("<- %s %s", response.status_code, req.describe())
+            log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
+                      (time.monotonic() - started) * 1000.0)
             yield StreamHandle(response.status_code, _headers(response),
                                self._chunks(response, provider))
         finally:
@@ -175,12 +178,14 @@ class SyncTransport:
     @contextmanager
     def open(self, req: PreparedRequest, provider: str | None = None) -> Iterator[StreamHandle]:
         log.debug("-> %s", req.describe())
+        started = time.monotonic()
         try:
             response = self._client.send(_build(self._client, req), stream=True)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise _translate(exc, provider) from None
         try:
-            log.debug("<- %s %s", response.status_code, req.describe())
+            log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
+                      (time.monotonic() - started) * 1000.0)
             yield StreamHandle(response.status_code, _headers(response),
                                self._chunks(response, provider))
         finally:
