@@ -1,7 +1,7 @@
 """``python -m conformance.demo``: one piece of chat code, five providers, offline.
 
 Starts a real HTTP server on 127.0.0.1 that answers like each provider, from
-recorded answers (``tests/data/recordings`` are byte-exact captures of real
+recorded answers (``conformance/recordings`` are byte-exact captures of real
 streams; ``tests/data/responses`` are real-format bodies, each file's origin
 noted beside it), then runs the *same* code against every provider by
 switching only the model id: a plain call with stats, then a stream. No API
@@ -18,7 +18,9 @@ from pathlib import Path
 from conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
 from engine import AiClient, EngineError
 
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "tests" / "data"
+RECORDINGS = HERE / "recordings"
 
 # model id -> (path prefix on the local server, plain answer, stream answer)
 PROVIDERS = {
@@ -73,7 +75,7 @@ def answer(request: RecordedRequest) -> ScriptedResponse:
         if streamed is None:
             return ScriptedResponse(200, [("content-type", "application/x-ndjson")],
                                     OLLAMA_STREAM.splitlines(keepends=True))
-        return ScriptedResponse.sse(split_events((DATA / "recordings" / streamed).read_bytes()))
+        return ScriptedResponse.sse(split_events((RECORDINGS / streamed).read_bytes()))
     return ScriptedResponse.json({"error": {"message": f"no route for {request.path}"}}, 404)
 
 

@@ -23,7 +23,7 @@ from engine.framing import (
     make_framer,
 )
 
-REC = Path(__file__).parent / "data" / "recordings"
+REC = Path(__file__).parent.parent / "conformance" / "recordings"
 SSE_RECORDINGS = sorted(REC.glob("*.sse"))
 BIN_RECORDINGS = sorted(REC.glob("*.bin"))
 NAMES = ("sse", "ndjson", "json-array", "eventstream", "json")

@@ -16,7 +16,7 @@ from engine import AiClient, EngineError
 from engine.manifest import clear_cache, load_manifest
 from engine.stream import StreamDecoder
 
-REC = Path(__file__).resolve().parent / "data" / "recordings"
+REC = Path(__file__).resolve().parent.parent / "conformance" / "recordings"
 
 NESTED_USAGE = """\
 manifest: 1

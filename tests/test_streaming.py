@@ -1,6 +1,6 @@
 """Streaming through the public API, over a real loopback HTTP server.
 
-Recorded provider bodies (``tests/data/recordings``, byte-exact; see the README
+Recorded provider bodies (``conformance/recordings``, byte-exact; see the README
 there) are replayed by :class:`conformance.server.ReplayServer`, which writes
 every scripted chunk as its own HTTP chunk, first at the recording's SSE event
 boundaries and then at hypothesis-chosen byte boundaries (1-byte runs, splits
@@ -37,7 +37,7 @@ from engine.client import Clock
 from engine.manifest import load_manifest
 from engine.stream import StreamDecoder, StreamEvent
 
-RECORDINGS = Path(__file__).parent / "data" / "recordings"
+RECORDINGS = Path(__file__).parent.parent / "conformance" / "recordings"
 NDJSON = "application/x-ndjson"
 SPLIT_SETTINGS = settings(
     max_examples=25,

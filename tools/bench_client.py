@@ -29,7 +29,7 @@ ANSWER = {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini
           "choices": [{"index": 0, "finish_reason": "stop", "message": {
               "role": "assistant", "content": "The capital of France is Paris."}}],
           "usage": {"prompt_tokens": 14, "completion_tokens": 8, "total_tokens": 22}}
-STREAM = (ROOT / "tests/data/recordings/openai_chat_stream_toolcall.sse").read_bytes()
+STREAM = (ROOT / "conformance/recordings/openai_chat_stream_toolcall.sse").read_bytes()
 
 
 def handler(request: RecordedRequest) -> ScriptedResponse:

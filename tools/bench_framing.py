@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.framing import make_framer  # noqa: E402
 
-REC = ROOT / "tests" / "data" / "recordings"
+REC = ROOT / "conformance" / "recordings"
 SSE_SOURCES = ("openai_chat_stream_toolcall.sse", "anthropic_stream_thinking_padded.sse")
 BIN_SOURCE = "bedrock_converse_stream_nova_tooluse.bin"
 CHUNK = 4096
