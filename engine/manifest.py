@@ -318,6 +318,7 @@ class Manifest:
     tools: bool = True
     stream: bool = True
     tool_choice_modes: frozenset[str] = TOOL_CHOICE_MODES
+    stream_errors: bool = True
 
     def model_info(self, model: str) -> dict[str, int | None]:
         info = self.models.get(model) or {}
@@ -485,7 +486,22 @@ def _compile(data: Mapping[str, Any], report: _Collector) -> Manifest:
         tools=caps.get("tools", True),
         stream=caps.get("stream", stream is not None) and stream is not None,
         tool_choice_modes=frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
+        stream_errors=_stream_errors(caps, stream, report),
     )
+
+
+def _stream_errors(caps: Mapping[str, Any], stream: StreamSpec | None,
+                   report: _Collector) -> bool:
+    """Whether the provider reports errors inside a stream (it has an error rule)."""
+    has_rule = stream is not None and any(r.error is not None for r in stream.events)
+    declared = caps.get("stream_errors")
+    if declared is True and not has_rule:
+        report.add(("capabilities", "stream_errors"), "true, but no chat.stream event rule "
+                   "has an 'error' action")
+    if declared is False and has_rule:
+        report.add(("capabilities", "stream_errors"), "false, but a chat.stream event rule "
+                   "has an 'error' action")
+    return has_rule if declared is None else bool(declared)
 
 
 def _auth(spec: Mapping[str, Any], report: _Collector) -> AuthSpec:

@@ -146,6 +146,7 @@ SCHEMA: dict[str, Any] = {
         "schema": {
             "tools": {"type": "boolean"},
             "stream": {"type": "boolean"},
+            "stream_errors": {"type": "boolean"},
             "tool_choice": {"type": "list", "schema": {
                 "type": "string", "allowed": ["auto", "none", "required", "tool"]}},
         },

@@ -1,0 +1,286 @@
+"""The conformance fixture format (version 1): one recorded exchange per file.
+
+A fixture says what the user asked (``request``), what the engine must send
+(``sent``), what the provider answered (``answer``), what the user must get
+(``expect``), and where the bytes came from (``source``). Files live in
+``conformance/fixtures/<provider>/<name>.yaml``; ``conformance/README.md``
+documents every key. :func:`load_fixtures` validates each file with a cerberus
+schema and reports problems as ``file:line: key: message``.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cerberus
+
+from engine.errors import KINDS, ManifestError
+from engine.yamlsrc import format_path, load_yaml
+
+__all__ = [
+    "API_KEY",
+    "FIXTURES",
+    "RECORDINGS",
+    "SCENARIOS",
+    "SOURCE_KINDS",
+    "Fixture",
+    "FixtureError",
+    "load_fixture",
+    "load_fixtures",
+    "resplit",
+]
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE / "fixtures"
+RECORDINGS = HERE / "recordings"
+API_KEY = "sk-conformance-0000-test-key"  # what replays authenticate with
+
+# Every manifest must cover these (or declare the capability it lacks).
+SCENARIOS = ("text", "multi_turn", "params", "stream_text", "tools", "tool_result",
+             "stream_tools", "error_auth", "error_rate_limit", "error_in_stream")
+SOURCE_KINDS = ("live-recording", "public-recording", "documentation", "constructed")
+
+_MESSAGE = {
+    "type": "dict",
+    "schema": {
+        "role": {"type": "string", "allowed": ["system", "user", "assistant", "tool"],
+                 "required": True},
+        "content": {"type": "string", "nullable": True},
+        "tool_calls": {"type": "list", "schema": {"type": "dict", "schema": {
+            "id": {"type": "string", "required": True},
+            "name": {"type": "string", "required": True},
+            "arguments": {"type": "dict", "required": True}}}},
+        "tool_call_id": {"type": "string"},
+    },
+}
+
+SCHEMA: dict[str, Any] = {
+    "fixture": {"type": "integer", "allowed": [1], "required": True},
+    "provider": {"type": "string", "required": True},
+    "scenario": {"type": "string", "required": True},
+    "model": {"type": "string", "required": True},
+    "source": {"type": "dict", "required": True, "schema": {
+        "kind": {"type": "string", "allowed": list(SOURCE_KINDS), "required": True},
+        "origin": {"type": "string", "required": True, "empty": False},
+        "notes": {"type": "string"},
+    }},
+    "request": {"type": "dict", "required": True, "schema": {
+        "messages": {"type": "list", "required": True, "minlength": 1, "schema": _MESSAGE},
+        "params": {"type": "dict", "schema": {
+            "temperature": {"type": "number"}, "max_tokens": {"type": "integer"},
+            "top_p": {"type": "number"}, "stop": {"type": "list", "schema": {"type": "string"}},
+            "seed": {"type": "integer"}}},
+        "tools": {"type": "list", "schema": {"type": "dict", "schema": {
+            "name": {"type": "string", "required": True},
+            "description": {"type": "string"},
+            "parameters": {"type": "dict"}}}},
+        "tool_choice": {"type": ["string", "dict"]},
+        "stream": {"type": "boolean"},
+        "max_retries": {"type": "integer", "min": 0, "max": 5},
+    }},
+    "sent": {"type": "dict", "required": True, "schema": {
+        "method": {"type": "string", "required": True},
+        "path": {"type": "string", "required": True, "regex": "^/.*"},
+        "headers": {"type": "dict", "valuesrules": {"type": "string"}},
+        "body": {"required": True, "nullable": True},
+        "vary": {"type": "list", "schema": {"type": "string"}},
+    }},
+    "answer": {"type": "dict", "required": True, "schema": {
+        "status": {"type": "integer", "required": True, "min": 100, "max": 999},
+        "headers": {"type": "dict", "valuesrules": {"type": "string"}},
+        "json": {"nullable": True, "excludes": ["text", "chunks", "chunks_base64", "recording"]},
+        "text": {"type": "string", "excludes": ["json", "chunks", "chunks_base64", "recording"]},
+        "chunks": {"type": "list", "schema": {"type": "string"},
+                   "excludes": ["json", "text", "chunks_base64", "recording"]},
+        "chunks_base64": {"type": "list", "schema": {"type": "string"},
+                          "excludes": ["json", "text", "chunks", "recording"]},
+        "recording": {"type": "string", "excludes": ["json", "text", "chunks", "chunks_base64"]},
+        "split": {"type": "string", "allowed": ["events", "whole"], "dependencies": "recording"},
+        "then": {"type": "list", "schema": {"type": "dict"}},
+    }},
+    "expect": {"type": "dict", "required": True, "schema": {
+        "content": {"type": "string"},
+        "thinking": {"type": "string", "nullable": True},
+        "tool_calls": {"type": "list", "schema": {"type": "dict", "schema": {
+            "id": {"type": "string"}, "name": {"type": "string", "required": True},
+            "arguments": {"type": "dict", "required": True}}}},
+        "finish_reason": {"type": "string",
+                          "allowed": ["stop", "length", "tool_calls", "content_filter", "other"]},
+        "usage": {"type": "dict", "schema": {name: {"type": "integer", "nullable": True}
+                                             for name in ("prompt_tokens", "completion_tokens",
+                                                          "total_tokens", "cached_tokens",
+                                                          "reasoning_tokens")}},
+        "events": {"type": "list", "schema": {"type": "string"}},
+        "attempts": {"type": "integer", "min": 1},
+        "error": {"type": "dict", "schema": {
+            "kind": {"type": "string", "allowed": sorted(KINDS), "required": True},
+            "status": {"type": "integer", "nullable": True},
+            "retryable": {"type": "boolean"},
+            "retry_after": {"type": "number", "nullable": True},
+            "message": {"type": "string"},
+        }},
+    }},
+}
+
+
+class FixtureError(Exception):
+    """A fixture file is invalid; ``problems`` are ``file:line: key: message`` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """One validated fixture file."""
+
+    path: Path
+    data: dict[str, Any]
+    chunks: tuple[bytes, ...]
+    follow_ups: tuple[tuple[int, dict[str, str], tuple[bytes, ...]], ...] = field(default=())
+
+    @property
+    def provider(self) -> str:
+        return str(self.data["provider"])
+
+    @property
+    def scenario(self) -> str:
+        return str(self.data["scenario"])
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider}/{self.path.stem}"
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return dict(self.data["request"])
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.data["request"].get("stream", False))
+
+    @property
+    def status(self) -> int:
+        return int(self.data["answer"]["status"])
+
+    @property
+    def answer_headers(self) -> dict[str, str]:
+        return dict(self.data["answer"].get("headers") or {})
+
+
+def _flatten(errors: Any, prefix: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...],
+                                                                           str]]:
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            yield from _flatten(value, (*prefix, key))
+    elif isinstance(errors, list):
+        for item in errors:
+            if isinstance(item, str):
+                yield prefix, item
+            else:
+                yield from _flatten(item, prefix)
+
+
+def split_events(body: bytes) -> list[bytes]:
+    """Cut a body at its natural message boundaries, as a server flushes them.
+
+    SSE: after each blank line (CRLF or LF); binary event-stream: per message
+    by its length prefix; NDJSON: per line.
+    """
+    if len(body) >= 16 and body[0] == 0:  # a length prefix, not text
+        return _split_eventstream(body)
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        if sep in body:
+            parts = body.split(sep)
+            return [p + sep for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    return body.splitlines(keepends=True) or [body]
+
+
+def _split_eventstream(body: bytes) -> list[bytes]:
+    out, offset = [], 0
+    while offset + 4 <= len(body):
+        size = int.from_bytes(body[offset:offset + 4], "big")
+        if size < 16:
+            break
+        out.append(body[offset:offset + size])
+        offset += size
+    if offset < len(body):
+        out.append(body[offset:])
+    return out
+
+
+def resplit(chunks: tuple[bytes, ...], seed: str) -> tuple[bytes, ...]:
+    """The same bytes cut at reproducible random points (1-byte pieces included)."""
+    body = b"".join(chunks)
+    rng = random.Random(seed)
+    if len(body) < 2:
+        return (body,)
+    count = rng.randint(1, min(len(body) - 1, max(1, len(body) // 3)))
+    points = sorted(rng.sample(range(1, len(body)), count))
+    if rng.random() < 0.5:  # also cut near the front into single bytes
+        points = sorted(set(points) | set(range(1, min(len(body), 6))))
+    edges = [0, *points, len(body)]
+    return tuple(body[a:b] for a, b in itertools.pairwise(edges))
+
+
+def _answer_chunks(answer: dict[str, Any], path: Path) -> tuple[bytes, ...]:
+    if "json" in answer:
+        return (json.dumps(answer["json"], ensure_ascii=False).encode("utf-8"),)
+    if "text" in answer:
+        return (answer["text"].encode("utf-8"),)
+    if "chunks" in answer:
+        return tuple(c.encode("utf-8") for c in answer["chunks"])
+    if "chunks_base64" in answer:
+        return tuple(base64.b64decode(c) for c in answer["chunks_base64"])
+    if "recording" in answer:
+        file = RECORDINGS / answer["recording"]
+        if not file.is_file():
+            raise FixtureError([f"{path}:1: answer.recording: no recording {file.name!r} in "
+                                f"{RECORDINGS}"])
+        body = file.read_bytes()
+        split = answer.get("split", "events")
+        return tuple(split_events(body)) if split == "events" else (body,)
+    return (b"",)
+
+
+def load_fixture(path: Path) -> Fixture:
+    """Load and validate one fixture file (raise FixtureError listing every problem)."""
+    try:
+        data, lines = load_yaml(path.read_bytes(), str(path))
+    except ManifestError as exc:
+        raise FixtureError([exc.message]) from None
+    if not isinstance(data, dict):
+        raise FixtureError([f"{path}:1: (top): a fixture must be a mapping"])
+    validator = cerberus.Validator(SCHEMA, allow_unknown=False)
+    if not validator.validate(data):
+        problems = []
+        for key, message in _flatten(validator.errors, ()):
+            line = next((lines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in lines), 1)
+            problems.append(f"{path}:{line}: {format_path(key)}: {message}")
+        raise FixtureError(problems)
+    if data["provider"] != path.parent.name:
+        raise FixtureError([f"{path}:{lines.get(('provider',), 1)}: provider: must equal the "
+                            f"directory name {path.parent.name!r}"])
+    answer = data["answer"]
+    follow = tuple((int(a["status"]), dict(a.get("headers") or {}), _answer_chunks(a, path))
+                   for a in answer.get("then") or [])
+    return Fixture(path, data, _answer_chunks(answer, path), follow)
+
+
+def load_fixtures(root: Path = FIXTURES) -> tuple[list[Fixture], list[str]]:
+    """Every fixture under *root*, and every problem found on the way."""
+    fixtures, problems = [], []
+    for path in sorted(root.glob("*/*.yaml")):
+        try:
+            fixtures.append(load_fixture(path))
+        except FixtureError as exc:
+            problems.extend(exc.problems)
+    return fixtures, problems

@@ -1,0 +1,426 @@
+"""The one conformance runner behind ``python -m conformance`` and the pytest cases.
+
+Each case drives the public API (``engine.AiClient``) against a real HTTP
+server on 127.0.0.1 that checks the request the engine sent against the
+fixture and replays the recorded answer at its recorded chunk boundaries.
+Stream fixtures run a second time with the same bytes re-split at
+reproducible random points. A manifest that declares it lacks a capability
+gets a refusal case instead: the engine must refuse the request before
+sending anything. Known failures need a written reason in
+``known_failures.yaml``; one that starts passing is reported, so the list
+cannot go stale.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from engine import AiClient, EngineError, Message
+from engine.client import Clock
+from engine.manifest import Manifest, find_manifest, load_manifest, search_dirs
+
+from .fixture import API_KEY, SCENARIOS, Fixture, load_fixtures, resplit
+from .server import RecordedRequest, ReplayServer, ScriptedResponse
+
+__all__ = ["KNOWN_FAILURES", "Case", "Outcome", "build_cases", "coverage", "known_failures",
+           "manifest_ids", "run_case", "run_cases"]
+
+KNOWN_FAILURES = Path(__file__).resolve().parent / "known_failures.yaml"
+
+# Scenario -> the capability whose absence makes it a refusal case.
+NEEDS = {"tools": "tools", "tool_result": "tools", "stream_tools": "stream",
+         "stream_text": "stream", "error_in_stream": "stream"}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    provider: str
+    scenario: str
+    kind: str  # "fixture" | "resplit" | "refusal"
+    fixture: Fixture | None = None
+    chunks: tuple[bytes, ...] = ()
+
+
+@dataclass
+class Outcome:
+    case: Case
+    status: str  # "pass" | "fail" | "known"
+    problems: list[str] = field(default_factory=list)
+
+
+class _NoSleep(Clock):
+    """Retries in replays wait for nothing; the delays are recorded."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def known_failures(path: Path = KNOWN_FAILURES) -> dict[str, str]:
+    """``case id -> reason``; every entry must give a reason."""
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, str) and v.strip()
+                                             for v in data.values()):
+        raise ValueError(f"{path}: expected 'provider/fixture: reason' entries, each with a reason")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def manifest_ids() -> list[str]:
+    """Every manifest on the search path (built-in and AI_PROTOCOL_PATH)."""
+    ids: set[str] = set()
+    for directory in search_dirs():
+        if directory.is_dir():
+            ids.update(p.stem for p in directory.glob("*.yaml"))
+    return sorted(i for i in ids if find_manifest(i) is not None)
+
+
+def _lacks(manifest: Manifest, scenario: str) -> str | None:
+    need = NEEDS.get(scenario)
+    if need == "tools" and scenario != "stream_tools" and not manifest.tools:
+        return "tools"
+    if scenario == "stream_tools" and not (manifest.tools and manifest.stream):
+        return "stream" if not manifest.stream else "tools"
+    if need == "stream" and not manifest.stream:
+        return "stream"
+    if scenario == "error_in_stream" and not manifest.stream_errors:
+        return "stream_errors"
+    return None
+
+
+def build_cases(fixtures: Iterable[Fixture], providers: Iterable[str]) -> list[Case]:
+    """Fixture cases, their re-split twins, and refusal cases for declared gaps."""
+    cases: list[Case] = []
+    for fx in fixtures:
+        cases.append(Case(fx.id, fx.provider, fx.scenario, "fixture", fx, fx.chunks))
+        if fx.stream and fx.status < 400:
+            cases.append(Case(f"{fx.id}[resplit]", fx.provider, fx.scenario, "resplit", fx,
+                              resplit(fx.chunks, fx.id)))
+    for provider in providers:
+        manifest = load_manifest(provider)
+        for scenario in SCENARIOS:
+            lack = _lacks(manifest, scenario)
+            if lack in ("tools", "stream"):
+                cases.append(Case(f"{provider}/{scenario}[refused]", provider, scenario,
+                                  "refusal"))
+    return cases
+
+
+def coverage(outcomes: Iterable[Outcome], providers: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``provider -> scenario -> pass | FAIL | known | refused | n/a | missing``."""
+    table: dict[str, dict[str, str]] = {p: {} for p in providers}
+    for outcome in outcomes:
+        row = table.setdefault(outcome.case.provider, {})
+        if outcome.case.scenario not in SCENARIOS:
+            continue
+        current = row.get(outcome.case.scenario)
+        label = {"pass": "refused" if outcome.case.kind == "refusal" else "pass",
+                 "fail": "FAIL", "known": "known"}[outcome.status]
+        if current is None or current in ("pass", "refused") or label == "FAIL":
+            row[outcome.case.scenario] = label
+    for provider, row in table.items():
+        manifest = load_manifest(provider)
+        for scenario in SCENARIOS:
+            if scenario not in row:
+                row[scenario] = "n/a" if _lacks(manifest, scenario) == "stream_errors" \
+                    else "missing"
+    return table
+
+
+# ---------------------------------------------------------------- running
+
+def _build(client: AiClient, request: dict[str, Any]) -> Any:
+    chat = client.chat()
+    for raw in request["messages"]:
+        chat.message(Message.from_dict(raw))
+    params = request.get("params") or {}
+    setters: dict[str, Callable[[Any], Any]] = {
+        "temperature": chat.temperature, "max_tokens": chat.max_tokens,
+        "top_p": chat.top_p, "stop": chat.stop, "seed": chat.seed}
+    for name, value in params.items():
+        setters[name](value)
+    if request.get("tools"):
+        chat.tools(request["tools"])
+    if request.get("tool_choice") is not None:
+        chat.tool_choice(request["tool_choice"])
+    return chat
+
+
+def _get(data: Any, path: str) -> tuple[bool, Any]:
+    current = data
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
+        if name:
+            if not isinstance(current, dict) or name not in current:
+                return False, None
+            current = current[name]
+        else:
+            i = int(index)
+            if not isinstance(current, list) or i >= len(current):
+                return False, None
+            current = current[i]
+    return True, current
+
+
+def _drop(data: Any, path: str) -> None:
+    parts = re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)
+    parent_path = path[: path.rfind(parts[-1][0] or f"[{parts[-1][1]}]")].rstrip(".")
+    ok, parent = _get(data, parent_path) if parent_path else (True, data)
+    name, index = parts[-1]
+    if ok and name and isinstance(parent, dict):
+        parent.pop(name, None)
+    elif ok and index and isinstance(parent, list):
+        parent[int(index)] = "<varies>"
+
+
+def check_sent(fx: Fixture, request: RecordedRequest) -> list[str]:
+    """Differences between what the engine sent and what the fixture says it must."""
+    sent = fx.data["sent"]
+    problems = []
+    if request.method != sent["method"]:
+        problems.append(f"method: sent {request.method}, fixture says {sent['method']}")
+    if request.path != sent["path"]:
+        problems.append(f"path: sent {request.path!r}, fixture says {sent['path']!r}")
+    for name, value in (sent.get("headers") or {}).items():
+        want = value.replace("{api_key}", API_KEY)
+        got = request.header(name)
+        if got != want:
+            problems.append(f"header {name}: sent {got!r}, fixture says {want!r}")
+    try:
+        body = json.loads(request.body) if request.body else None
+    except ValueError:
+        return [*problems, f"body is not JSON: {request.body[:80]!r}"]
+    expected = json.loads(json.dumps(sent["body"]))
+    for path in sent.get("vary") or []:
+        if not _get(body, path)[0]:
+            problems.append(f"body.{path}: missing (it may vary, but must be sent)")
+        _drop(body, path)
+        _drop(expected, path)
+    if body != expected:
+        problems.append("body differs:\n    sent:    " + json.dumps(body, sort_keys=True) +
+                        "\n    fixture: " + json.dumps(expected, sort_keys=True))
+    return problems
+
+
+def _rle(types: list[str]) -> list[str]:
+    out: list[str] = []
+    count = 0
+    for i, name in enumerate(types):
+        count += 1
+        if i + 1 == len(types) or types[i + 1] != name:
+            out.append(name if count == 1 else f"{name}*{count}")
+            count = 0
+    return out
+
+
+def _compare(expect: dict[str, Any], got: dict[str, Any]) -> list[str]:
+    problems = []
+    for key in ("content", "thinking", "finish_reason", "events", "attempts"):
+        if key in expect and expect[key] != got.get(key):
+            problems.append(f"{key}: got {got.get(key)!r}, expected {expect[key]!r}")
+    if "tool_calls" in expect:
+        calls = got.get("tool_calls") or []
+        want = expect["tool_calls"]
+        trimmed = [{k: c[k] for k in ("id", "name", "arguments") if k in w}
+                   for c, w in zip(calls, want, strict=False)]
+        if len(calls) != len(want) or trimmed != want:
+            problems.append(f"tool_calls: got {calls!r}, expected {want!r}")
+        if any(not c["id"] for c in calls):
+            problems.append("tool_calls: every call needs a non-empty id")
+    for name, value in (expect.get("usage") or {}).items():
+        if got.get("usage", {}).get(name) != value:
+            problems.append(f"usage.{name}: got {got.get('usage', {}).get(name)!r}, "
+                            f"expected {value!r}")
+    return problems
+
+
+def _compare_error(expect: dict[str, Any], error: EngineError | None) -> list[str]:
+    if error is None:
+        return [f"expected a {expect['kind']} error, got a response"]
+    problems = []
+    for key in ("kind", "status", "retryable"):
+        if key in expect and getattr(error, key) != expect[key]:
+            problems.append(f"error.{key}: got {getattr(error, key)!r}, expected {expect[key]!r}")
+    if "retry_after" in expect:
+        want, got = expect["retry_after"], error.retry_after
+        if (want is None) != (got is None) or (want is not None and abs(want - got) > 1e-6):
+            problems.append(f"error.retry_after: got {got!r}, expected {want!r}")
+    if "message" in expect and expect["message"] not in error.message:
+        problems.append(f"error.message: {error.message!r} lacks {expect['message']!r}")
+    if API_KEY in str(error) or API_KEY in repr(error):
+        problems.append("the API key appears in the error text")
+    return problems
+
+
+def _scripted(status: int, headers: dict[str, str], chunks: tuple[bytes, ...],
+              stream: bool) -> ScriptedResponse:
+    return ScriptedResponse(status=status, headers=list(headers.items()), chunks=list(chunks),
+                            chunked=True if stream and len(chunks) > 1 else None)
+
+
+async def _run_fixture(case: Case, server: ReplayServer) -> list[str]:
+    fx = case.fixture
+    assert fx is not None
+    answers = [(fx.status, fx.answer_headers, case.chunks), *fx.follow_ups]
+    mismatches: list[str] = []
+    seen: list[RecordedRequest] = []
+
+    def handler(request: RecordedRequest) -> ScriptedResponse:
+        seen.append(request)
+        mismatches.extend(f"request #{len(seen)}: {p}" for p in check_sent(fx, request))
+        status, headers, chunks = answers[min(len(seen), len(answers)) - 1]
+        return _scripted(status, headers, chunks, fx.stream)
+
+    server.handler = handler
+    manifest = load_manifest(fx.provider)
+    base = urlsplit(manifest.base_url).path.rstrip("/")
+    request = fx.request
+    clock = _NoSleep()
+    got: dict[str, Any] = {}
+    error: EngineError | None = None
+    async with await AiClient.create(f"{fx.provider}/{fx.data['model']}", api_key=API_KEY,
+                                     base_url=server.url + base, clock=clock,
+                                     max_retries=request.get("max_retries", 0)) as client:
+        try:
+            chat = _build(client, request)
+            if fx.stream:
+                got, error = await _stream(chat)
+            else:
+                response, stats = await chat.execute_with_stats()
+                got = _summary(response)
+                got["attempts"] = stats.attempts
+        except EngineError as exc:
+            error = exc
+    expect = fx.data["expect"]
+    problems = list(mismatches)
+    if error is not None and "attempts" in expect:
+        got["attempts"] = error.attempts
+    if "error" in expect:
+        problems += _compare_error(expect["error"], error)
+        problems += _compare({k: v for k, v in expect.items() if k != "error"}, got)
+    elif error is not None:
+        problems.append(f"unexpected error: {error!r}")
+    else:
+        problems += _compare(expect, got)
+    want_requests = expect.get("attempts", 1)
+    if len(seen) != want_requests:
+        problems.append(f"the server saw {len(seen)} request(s), expected {want_requests}")
+    return problems
+
+
+def _summary(response: Any) -> dict[str, Any]:
+    usage = response.usage
+    return {
+        "content": response.content,
+        "thinking": response.thinking,
+        "finish_reason": response.finish_reason,
+        "tool_calls": [c.to_dict() for c in response.tool_calls],
+        "usage": {"prompt_tokens": usage.prompt_tokens,
+                  "completion_tokens": usage.completion_tokens,
+                  "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
+                  "reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+async def _stream(chat: Any) -> tuple[dict[str, Any], EngineError | None]:
+    stream = chat.stream()
+    types: list[str] = []
+    text: list[str] = []
+    thinking: list[str] = []
+    try:
+        async with stream:
+            async for event in stream:
+                types.append(event.type)
+                if event.is_content_delta:
+                    text.append(event.as_content_delta.text)
+                elif event.is_thinking_delta:
+                    thinking.append(event.as_thinking_delta.text)
+    except EngineError as exc:
+        # What the user saw before the error: the delivered events.
+        return {"content": "".join(text), "thinking": "".join(thinking) or None,
+                "events": _rle(types), "attempts": exc.attempts}, exc
+    got = _summary(stream.response)
+    got["events"] = _rle(types)
+    got["attempts"] = stream.stats.attempts
+    if got["content"] != "".join(text):
+        got["content"] += " <differs from the delivered deltas>"
+    return got, None
+
+
+async def _run_refusal(case: Case, server: ReplayServer) -> list[str]:
+    seen: list[RecordedRequest] = []
+
+    def handler(request: RecordedRequest) -> ScriptedResponse:
+        seen.append(request)
+        return ScriptedResponse.json({"error": "this request should have been refused"}, 599)
+
+    server.handler = handler
+    manifest = load_manifest(case.provider)
+    base = urlsplit(manifest.base_url).path.rstrip("/")
+    tool = {"name": "get_weather", "description": "Weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}
+    async with await AiClient.create(f"{case.provider}/any-model", api_key=API_KEY,
+                                     base_url=server.url + base, max_retries=0) as client:
+        try:
+            chat = client.chat().user("What is the weather in Paris?")
+            if NEEDS.get(case.scenario) == "tools" or case.scenario == "stream_tools":
+                chat.tools([tool])
+            if case.scenario.startswith("stream") or case.scenario == "error_in_stream":
+                async for _ in chat.stream():
+                    pass
+            else:
+                await chat.execute()
+        except EngineError as exc:
+            if exc.kind != "invalid_request":
+                return [f"expected a clear invalid_request refusal, got {exc!r}"]
+            return [f"the request reached the server ({len(seen)} request(s))"] if seen else []
+    return ["the request was not refused"]
+
+
+async def run_case(case: Case, server: ReplayServer, known: dict[str, str]) -> Outcome:
+    """Run one case; a known failure that fails is 'known', one that passes is a failure."""
+    try:
+        if case.kind == "refusal":
+            problems = await _run_refusal(case, server)
+        else:
+            problems = await _run_fixture(case, server)
+    except Exception as exc:  # a crash is a failed case, reported, never a traceback
+        problems = [f"crashed: {type(exc).__name__}: {exc}"]
+    reason = known.get(case.id) or known.get(case.id.split("[")[0])
+    if reason is not None:
+        if problems:
+            return Outcome(case, "known", [f"known failure: {reason}", *problems])
+        return Outcome(case, "fail", [f"listed as a known failure ({reason}) but it passes: "
+                                      "remove it from known_failures.yaml"])
+    return Outcome(case, "fail" if problems else "pass", problems)
+
+
+async def run_cases(cases: list[Case]) -> list[Outcome]:
+    known = known_failures()
+    with ReplayServer() as server:
+        return [await run_case(case, server, known) for case in cases]
+
+
+def all_cases(root: Path | None = None) -> tuple[list[Case], list[str], list[str]]:
+    """(cases, fixture problems, providers) for everything present."""
+    fixtures, problems = load_fixtures(root) if root else load_fixtures()
+    providers = manifest_ids()
+    unknown = sorted({f.provider for f in fixtures} - set(providers))
+    problems += [f"{f.path}:1: provider: no manifest named {f.provider!r}" for f in fixtures
+                 if f.provider in unknown]
+    fixtures = [f for f in fixtures if f.provider not in unknown]
+    return build_cases(fixtures, providers), problems, providers
