@@ -33,8 +33,9 @@ conformance: venv
 package: venv
 	bash tools/check_package.sh
 
-# The whole suite: manifests, lint and types, unit + end-to-end tests, packaging.
-test: venv validate lint unit package
+# The whole suite: manifests, lint and types, unit + end-to-end tests, the
+# conformance matrix, packaging.
+test: venv validate lint unit conformance package
 
 bench: venv
 	$(BIN)/python tools/bench_framing.py

@@ -31,7 +31,7 @@ from .fixture import API_KEY, SCENARIOS, Fixture, load_fixtures, resplit
 from .server import RecordedRequest, ReplayServer, ScriptedResponse
 
 __all__ = ["KNOWN_FAILURES", "Case", "Outcome", "build_cases", "coverage", "known_failures",
-           "manifest_ids", "run_case", "run_cases"]
+           "manifest_ids", "rle", "run_case", "run_cases", "summarize"]
 
 KNOWN_FAILURES = Path(__file__).resolve().parent / "known_failures.yaml"
 
@@ -216,7 +216,7 @@ def check_sent(fx: Fixture, request: RecordedRequest) -> list[str]:
     return problems
 
 
-def _rle(types: list[str]) -> list[str]:
+def rle(types: list[str]) -> list[str]:
     out: list[str] = []
     count = 0
     for i, name in enumerate(types):
@@ -301,7 +301,7 @@ async def _run_fixture(case: Case, server: ReplayServer) -> list[str]:
                 got, error = await _stream(chat)
             else:
                 response, stats = await chat.execute_with_stats()
-                got = _summary(response)
+                got = summarize(response)
                 got["attempts"] = stats.attempts
         except EngineError as exc:
             error = exc
@@ -322,7 +322,7 @@ async def _run_fixture(case: Case, server: ReplayServer) -> list[str]:
     return problems
 
 
-def _summary(response: Any) -> dict[str, Any]:
+def summarize(response: Any) -> dict[str, Any]:
     usage = response.usage
     return {
         "content": response.content,
@@ -352,9 +352,9 @@ async def _stream(chat: Any) -> tuple[dict[str, Any], EngineError | None]:
     except EngineError as exc:
         # What the user saw before the error: the delivered events.
         return {"content": "".join(text), "thinking": "".join(thinking) or None,
-                "events": _rle(types), "attempts": exc.attempts}, exc
-    got = _summary(stream.response)
-    got["events"] = _rle(types)
+                "events": rle(types), "attempts": exc.attempts}, exc
+    got = summarize(stream.response)
+    got["events"] = rle(types)
     got["attempts"] = stream.stats.attempts
     if got["content"] != "".join(text):
         got["content"] += " <differs from the delivered deltas>"
