@@ -1,8 +1,9 @@
 """The public client: :class:`AiClient` (async) and :class:`SyncAiClient` (blocking).
 
-Both are thin loops around one shared, I/O-free :class:`_Core` that renders
-requests, interprets responses, classifies errors and decides retries; they
-differ only in how they wait and read (``await`` or not). A client holds one
+Both are thin loops around the shared, I/O-free :class:`~engine.core.Chain`
+of :class:`~engine.core.Core` objects that render requests, interpret
+responses, classify errors and decide retries and fallbacks; they differ only
+in how they wait and read (``await`` or not). A client holds one
 connection pool (its transport) and no per-request state: every call builds
 its own request, decoder and accumulator, so concurrent calls never share
 anything mutable.
@@ -11,140 +12,24 @@ anything mutable.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from .classify import classify
-from .errors import EngineError, register_secret
-from .manifest import Manifest, load_manifest
-from .mapping import map_response
-from .request import PreparedRequest, normalize_tool_choice, prepare
+from .core import Chain, Clock, Core, PerModel, split_model
+from .errors import EngineError
+from .manifest import Manifest
+from .request import PreparedRequest, normalize_tool_choice
 from .retry import RetryPolicy
 from .stream import StreamDecoder, StreamEvent
-from .transport import (
-    AsyncHttpClient,
-    AsyncTransport,
-    RawResponse,
-    SyncHttpClient,
-    SyncTransport,
-    Timeouts,
-)
+from .transport import AsyncHttpClient, AsyncTransport, SyncHttpClient, SyncTransport, Timeouts
 from .types import ChatRequest, ChatResponse, Message, Stats, Tool
 
 __all__ = ["AiClient", "AsyncChat", "AsyncChatStream", "Clock", "SyncAiClient", "SyncChat",
-           "SyncChatStream"]
+           "SyncChatStream", "split_model"]
 
 log = logging.getLogger("engine")
 ERROR_BODY_LIMIT = 1024 * 1024
-
-
-class Clock:
-    """Time as the client sees it. Tests pass a fake one; nothing else reads the time."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    async def asleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-def split_model(model_id: str) -> tuple[str, str]:
-    """``"provider/model"`` -> ``("provider", "model")``; the model may contain ``/``."""
-    if not isinstance(model_id, str) or "/" not in model_id:
-        raise EngineError("invalid_request",
-                          f"model id must look like 'provider/model', got {model_id!r}",
-                          retryable=False)
-    provider, model = model_id.split("/", 1)
-    if not provider or not model:
-        raise EngineError("invalid_request",
-                          f"model id must look like 'provider/model', got {model_id!r}",
-                          retryable=False)
-    return provider, model
-
-
-def _resolve_key(manifest: Manifest, api_key: str | None) -> str | None:
-    key = api_key
-    if not key:
-        key = next((os.environ[n] for n in manifest.auth.env if os.environ.get(n)), None)
-    register_secret(key)
-    return key
-
-
-class _Core:
-    """Everything a call needs except I/O. Shared by the async and sync clients."""
-
-    def __init__(self, model_id: str, *, api_key: str | None, base_url: str | None,
-                 max_retries: int | None, retry: RetryPolicy | None, clock: Clock | None) -> None:
-        self.provider, self.model = split_model(model_id)
-        self.manifest = load_manifest(self.provider)
-        self._api_key = _resolve_key(self.manifest, api_key)
-        self.base_url = base_url
-        spec = self.manifest.retry
-        base = retry or RetryPolicy(
-            max_retries=spec.max_retries if spec.max_retries is not None else 2,
-            retry_on=spec.retry_on, backoff_base=spec.backoff_base,
-            backoff_max=spec.backoff_max, honor_retry_after=spec.honor_retry_after,
-            max_retry_after=spec.max_retry_after)
-        self.policy = base.with_overrides(max_retries=max_retries)
-        self.clock = clock or Clock()
-
-    def prepare(self, request: ChatRequest, stream: bool) -> PreparedRequest:
-        return prepare(self.manifest, request, self.model, api_key=self._api_key,
-                       base_url=self.base_url, stream=stream)
-
-    def error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> EngineError:
-        return classify(self.manifest, status, headers, body)
-
-    def interpret(self, raw: RawResponse) -> ChatResponse:
-        if raw.status >= 400:
-            raise self.error_for(raw.status, raw.headers, raw.body)
-        try:
-            data = json.loads(raw.body.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            excerpt = raw.body[:120]
-            raise EngineError("malformed_response", f"HTTP {raw.status} body is not JSON: "
-                              f"{excerpt!r}", status=raw.status, provider=self.provider,
-                              retryable=False) from None
-        return map_response(self.manifest, data, self.model)
-
-    def next_delay(self, error: EngineError, attempt: int, policy: RetryPolicy) -> float | None:
-        """Seconds to wait before retrying, or None to give up (and raise)."""
-        error.attempts = attempt + 1
-        if not policy.should_retry(error, attempt):
-            return None
-        delay = policy.delay(error, attempt)
-        log.debug("retry %d/%d for %s after %s; waiting %.3fs", attempt + 1,
-                  policy.max_retries, self.provider, error.kind, delay)
-        return delay
-
-    def stats(self, response: ChatResponse, started: float, attempts: int,
-              ttft: float | None = None) -> Stats:
-        usage = response.usage
-        latency = (self.clock.monotonic() - started) * 1000.0
-        log.debug("%s/%s answered in %.1f ms after %d attempt(s)", self.provider, self.model,
-                  latency, attempts)
-        return Stats(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens,
-            latency_ms=latency,
-            ttft_ms=None if ttft is None else (ttft - started) * 1000.0,
-            attempts=attempts,
-            model=self.model,
-            provider=self.provider,
-            cached_tokens=usage.cached_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-        )
-
-    def __repr__(self) -> str:
-        return f"{self.provider}/{self.model}"
 
 
 # ---------------------------------------------------------------- chat builder
@@ -251,7 +136,7 @@ class _Builder:
         return ChatRequest(tuple(self._messages), dict(self._params), self._tools,
                            self._tool_choice, dict(self._extra))
 
-    def _policy(self, core: _Core) -> RetryPolicy:
+    def _policy(self, core: Core) -> RetryPolicy:
         return core.policy.with_overrides(**self._retry) if self._retry else core.policy
 
 
@@ -267,24 +152,31 @@ class AsyncChat(_Builder):
         return response
 
     async def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
-        core, transport = self._client._core, self._client._transport
-        policy = self._policy(core)
-        prepared = core.prepare(self.build(), stream=False)
-        started = core.clock.monotonic()
-        attempt = 0
-        while True:
-            try:
-                response = core.interpret(await transport.send(prepared, core.provider))
-                return response, core.stats(response, started, attempt + 1)
-            except EngineError as error:
-                delay = core.next_delay(error, attempt, policy)
-                if delay is None:
-                    raise
-                await core.clock.asleep(delay)
-                attempt += 1
+        chain, transport = self._client._chain, self._client._transport
+        request = self.build()
+        started = chain.clock.monotonic()
+        attempts = 0
+        for index, core in enumerate(chain.cores):
+            policy = self._policy(core)
+            prepared = core.prepare(request, stream=False)
+            attempt = 0
+            while True:
+                try:
+                    response = core.interpret(await transport.send(prepared, core.provider))
+                    return response, core.stats(response, started, attempts + attempt + 1)
+                except EngineError as error:
+                    delay = core.next_delay(error, attempt, policy)
+                    if delay is None:
+                        attempts += attempt + 1
+                        if not chain.falls_back(error, index, policy, attempts):
+                            raise
+                        break
+                    await chain.clock.asleep(delay)
+                    attempt += 1
+        raise AssertionError("unreachable: the last model raises")  # pragma: no cover
 
     def stream(self) -> AsyncChatStream:
-        return AsyncChatStream(self._client, self.build(), self._policy(self._client._core))
+        return AsyncChatStream(self._client, self.build(), self)
 
 
 class SyncChat(_Builder):
@@ -298,24 +190,31 @@ class SyncChat(_Builder):
         return self.execute_with_stats()[0]
 
     def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
-        core, transport = self._client._core, self._client._transport
-        policy = self._policy(core)
-        prepared = core.prepare(self.build(), stream=False)
-        started = core.clock.monotonic()
-        attempt = 0
-        while True:
-            try:
-                response = core.interpret(transport.send(prepared, core.provider))
-                return response, core.stats(response, started, attempt + 1)
-            except EngineError as error:
-                delay = core.next_delay(error, attempt, policy)
-                if delay is None:
-                    raise
-                core.clock.sleep(delay)
-                attempt += 1
+        chain, transport = self._client._chain, self._client._transport
+        request = self.build()
+        started = chain.clock.monotonic()
+        attempts = 0
+        for index, core in enumerate(chain.cores):
+            policy = self._policy(core)
+            prepared = core.prepare(request, stream=False)
+            attempt = 0
+            while True:
+                try:
+                    response = core.interpret(transport.send(prepared, core.provider))
+                    return response, core.stats(response, started, attempts + attempt + 1)
+                except EngineError as error:
+                    delay = core.next_delay(error, attempt, policy)
+                    if delay is None:
+                        attempts += attempt + 1
+                        if not chain.falls_back(error, index, policy, attempts):
+                            raise
+                        break
+                    chain.clock.sleep(delay)
+                    attempt += 1
+        raise AssertionError("unreachable: the last model raises")  # pragma: no cover
 
     def stream(self) -> SyncChatStream:
-        return SyncChatStream(self._client, self.build(), self._policy(self._client._core))
+        return SyncChatStream(self._client, self.build(), self)
 
 
 # ---------------------------------------------------------------- streams
@@ -324,14 +223,19 @@ C = TypeVar("C")
 
 
 class _StreamBase(Generic[C]):
-    """State shared by the async and sync stream objects (one per request)."""
+    """State of one streamed request (shared by the async and sync stream objects).
 
-    def __init__(self, client: C, core: _Core, request: ChatRequest,
-                 policy: RetryPolicy) -> None:
+    Walks the chain: retries and falls back only until the first event was
+    delivered; after that every error is raised as it comes.
+    """
+
+    def __init__(self, client: C, chain: Chain, request: ChatRequest, builder: _Builder) -> None:
         self._client = client
-        self._core = core
-        self._prepared = core.prepare(request, stream=True)
-        self._policy = policy
+        self._chain = chain
+        self._request = request
+        self._builder = builder
+        # Render every model's request now, so a bad request fails at .stream().
+        self._prepared = [core.prepare(request, stream=True) for core in chain.cores]
         self._response: ChatResponse | None = None
         self._stats: Stats | None = None
         self._started = 0.0
@@ -356,29 +260,42 @@ class _StreamBase(Generic[C]):
     def _seen(self, event: StreamEvent) -> StreamEvent:
         self._delivered = True
         if self._ttft is None and event.is_content_delta:
-            self._ttft = self._core.clock.monotonic()
+            self._ttft = self._chain.clock.monotonic()
         return event
 
-    def _done(self, decoder: StreamDecoder, attempts: int) -> None:
+    def _done(self, core: Core, decoder: StreamDecoder, attempts: int) -> None:
         self._response = decoder.response
-        self._stats = self._core.stats(self._response, self._started, attempts, self._ttft)
+        self._stats = core.stats(self._response, self._started, attempts, self._ttft)
 
-    def _on_error(self, error: EngineError, attempt: int) -> float | None:
-        """Delay before a retry, or None to raise. Never retries after an event."""
+    def _plan(self) -> Iterator[tuple[int, Core, PreparedRequest, RetryPolicy]]:
+        for index, core in enumerate(self._chain.cores):
+            yield index, core, self._prepared[index], self._builder._policy(core)
+
+    def _on_error(self, error: EngineError, decoder: StreamDecoder, index: int, core: Core,
+                  policy: RetryPolicy, attempt: int, attempts: int) -> tuple[str, float]:
+        """(``"retry"`` and the delay) or ``"next"`` (fall back) or ``"raise"``."""
+        if error.partial is None and self._delivered:
+            error.partial = decoder.response
+        error.attempts = attempts + attempt + 1
         if self._delivered:
-            error.attempts = attempt + 1
-            return None
-        return self._core.next_delay(error, attempt, self._policy)
+            return "raise", 0.0
+        delay = core.next_delay(error, attempt, policy)
+        if delay is not None:
+            return "retry", delay
+        if self._chain.falls_back(error, index, policy, attempts + attempt + 1):
+            return "next", 0.0
+        return "raise", 0.0
 
-    def _decoder(self) -> StreamDecoder:
-        return StreamDecoder(self._core.manifest, self._core.model)
+    @staticmethod
+    def _decoder(core: Core) -> StreamDecoder:
+        return StreamDecoder(core.manifest, core.model)
 
 
 class AsyncChatStream(_StreamBase["AiClient"]):
     """``async for event in stream`` yields :class:`StreamEvent`; then read ``.response``."""
 
-    def __init__(self, client: AiClient, request: ChatRequest, policy: RetryPolicy) -> None:
-        super().__init__(client, client._core, request, policy)
+    def __init__(self, client: AiClient, request: ChatRequest, builder: _Builder) -> None:
+        super().__init__(client, client._chain, request, builder)
         self._gen: AsyncIterator[StreamEvent] | None = None
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
@@ -398,45 +315,53 @@ class AsyncChatStream(_StreamBase["AiClient"]):
             await self._gen.aclose()  # type: ignore[attr-defined]
 
     async def _run(self) -> AsyncIterator[StreamEvent]:
-        core, transport = self._core, self._client._transport
-        self._started = core.clock.monotonic()
-        attempt = 0
-        while True:
-            decoder = self._decoder()
-            try:
-                async with transport.open(self._prepared, core.provider) as handle:
-                    if handle.status >= 400:
-                        body = await _read_limited(handle.chunks)
-                        raise core.error_for(handle.status, handle.headers, body)
-                    async for chunk in handle.chunks:
-                        for event in decoder.feed(chunk):
-                            yield self._seen(event)
-                        if decoder.error is not None:
-                            raise decoder.error
-                        if decoder.done:
-                            await _drain(handle.chunks, DRAIN_SECONDS)
-                            break
-                    for event in decoder.close():
+        self._started = self._chain.clock.monotonic()
+        attempts = 0
+        for index, core, prepared, policy in self._plan():
+            attempt = 0
+            while True:
+                decoder = self._decoder(core)
+                try:
+                    async for event in self._attempt(core, prepared, decoder):
                         yield self._seen(event)
-                    if decoder.error is not None:
-                        raise decoder.error
-                self._done(decoder, attempt + 1)
-                return
-            except EngineError as error:
-                if error.partial is None:
-                    error.partial = decoder.response if self._delivered else None
-                delay = self._on_error(error, attempt)
-                if delay is None:
-                    raise
-                await core.clock.asleep(delay)
-                attempt += 1
+                    self._done(core, decoder, attempts + attempt + 1)
+                    return
+                except EngineError as error:
+                    action, delay = self._on_error(error, decoder, index, core, policy,
+                                                   attempt, attempts)
+                    if action == "raise":
+                        raise
+                    if action == "next":
+                        attempts += attempt + 1
+                        break
+                    await self._chain.clock.asleep(delay)
+                    attempt += 1
+
+    async def _attempt(self, core: Core, prepared: PreparedRequest,
+                       decoder: StreamDecoder) -> AsyncIterator[StreamEvent]:
+        async with self._client._transport.open(prepared, core.provider) as handle:
+            if handle.status >= 400:
+                body = await _read_limited(handle.chunks)
+                raise core.error_for(handle.status, handle.headers, body)
+            async for chunk in handle.chunks:
+                for event in decoder.feed(chunk):
+                    yield event
+                if decoder.error is not None:
+                    raise decoder.error
+                if decoder.done:
+                    await _drain(handle.chunks, DRAIN_SECONDS)
+                    break
+            for event in decoder.close():
+                yield event
+            if decoder.error is not None:
+                raise decoder.error
 
 
 class SyncChatStream(_StreamBase["SyncAiClient"]):
     """``for event in stream`` yields :class:`StreamEvent`; then read ``.response``."""
 
-    def __init__(self, client: SyncAiClient, request: ChatRequest, policy: RetryPolicy) -> None:
-        super().__init__(client, client._core, request, policy)
+    def __init__(self, client: SyncAiClient, request: ChatRequest, builder: _Builder) -> None:
+        super().__init__(client, client._chain, request, builder)
         self._gen: Iterator[StreamEvent] | None = None
 
     def __iter__(self) -> Iterator[StreamEvent]:
@@ -456,38 +381,44 @@ class SyncChatStream(_StreamBase["SyncAiClient"]):
             self._gen.close()  # type: ignore[attr-defined]
 
     def _run(self) -> Iterator[StreamEvent]:
-        core, transport = self._core, self._client._transport
-        self._started = core.clock.monotonic()
-        attempt = 0
-        while True:
-            decoder = self._decoder()
-            try:
-                with transport.open(self._prepared, core.provider) as handle:
-                    if handle.status >= 400:
-                        body = b"".join(_iter_limited(handle.chunks))
-                        raise core.error_for(handle.status, handle.headers, body)
-                    for chunk in handle.chunks:
-                        for event in decoder.feed(chunk):
-                            yield self._seen(event)
-                        if decoder.error is not None:
-                            raise decoder.error
-                        if decoder.done:
-                            _drain_sync(handle.chunks)
-                            break
-                    for event in decoder.close():
+        self._started = self._chain.clock.monotonic()
+        attempts = 0
+        for index, core, prepared, policy in self._plan():
+            attempt = 0
+            while True:
+                decoder = self._decoder(core)
+                try:
+                    for event in self._attempt(core, prepared, decoder):
                         yield self._seen(event)
-                    if decoder.error is not None:
-                        raise decoder.error
-                self._done(decoder, attempt + 1)
-                return
-            except EngineError as error:
-                if error.partial is None:
-                    error.partial = decoder.response if self._delivered else None
-                delay = self._on_error(error, attempt)
-                if delay is None:
-                    raise
-                core.clock.sleep(delay)
-                attempt += 1
+                    self._done(core, decoder, attempts + attempt + 1)
+                    return
+                except EngineError as error:
+                    action, delay = self._on_error(error, decoder, index, core, policy,
+                                                   attempt, attempts)
+                    if action == "raise":
+                        raise
+                    if action == "next":
+                        attempts += attempt + 1
+                        break
+                    self._chain.clock.sleep(delay)
+                    attempt += 1
+
+    def _attempt(self, core: Core, prepared: PreparedRequest,
+                 decoder: StreamDecoder) -> Iterator[StreamEvent]:
+        with self._client._transport.open(prepared, core.provider) as handle:
+            if handle.status >= 400:
+                body = b"".join(_iter_limited(handle.chunks))
+                raise core.error_for(handle.status, handle.headers, body)
+            for chunk in handle.chunks:
+                yield from decoder.feed(chunk)
+                if decoder.error is not None:
+                    raise decoder.error
+                if decoder.done:
+                    _drain_sync(handle.chunks)
+                    break
+            yield from decoder.close()
+            if decoder.error is not None:
+                raise decoder.error
 
 
 # After the end marker, read what is left (a few bytes at most from a sane
@@ -539,38 +470,46 @@ def _iter_limited(chunks: Iterator[bytes]) -> Iterator[bytes]:
 # ---------------------------------------------------------------- clients
 
 class AiClient:
-    """Async client for one ``provider/model``. Create with ``await AiClient.create(...)``.
+    """Async client for ``provider/model`` (or a fallback chain of them).
 
-    Holds one connection pool; release it with ``await client.aclose()`` or
-    ``async with``. Pass ``http_client=`` to share your own ``httpx.AsyncClient``
-    (the client then leaves it open).
+    Create with ``await AiClient.create("provider/model")`` or
+    ``await AiClient.create(["primary/model", "fallback/model"])``. Holds one
+    connection pool for every call; release it with ``await client.aclose()``
+    or ``async with``. Pass ``http_client=`` to share your own
+    ``httpx.AsyncClient`` (the client then leaves it open).
     """
 
-    def __init__(self, core: _Core, transport: AsyncTransport) -> None:
-        self._core = core
+    def __init__(self, chain: Chain, transport: AsyncTransport) -> None:
+        self._chain = chain
         self._transport = transport
 
     @classmethod
-    async def create(cls, model: str, *, api_key: str | None = None,
-                     base_url: str | None = None, max_retries: int | None = None,
+    async def create(cls, model: str | Sequence[str], *, api_key: PerModel = None,
+                     base_url: PerModel = None, max_retries: int | None = None,
                      timeout: float | Timeouts | None = 60.0,
                      http_client: AsyncHttpClient | None = None,
                      retry: RetryPolicy | None = None, clock: Clock | None = None) -> AiClient:
-        core = _Core(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
-                     retry=retry, clock=clock)
-        return cls(core, AsyncTransport(timeout, http_client))
+        """``api_key`` and ``base_url`` may map a provider or model id to its value."""
+        chain = Chain(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
+                      retry=retry, clock=clock)
+        return cls(chain, AsyncTransport(timeout, http_client))
 
     @property
     def provider(self) -> str:
-        return self._core.provider
+        return self._chain.primary.provider
 
     @property
     def model(self) -> str:
-        return self._core.model
+        return self._chain.primary.model
+
+    @property
+    def models(self) -> list[str]:
+        """Every ``provider/model`` of the chain, in order."""
+        return [repr(core) for core in self._chain.cores]
 
     @property
     def manifest(self) -> Manifest:
-        return self._core.manifest
+        return self._chain.primary.manifest
 
     def chat(self) -> AsyncChat:
         return AsyncChat(self)
@@ -585,7 +524,7 @@ class AiClient:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"AiClient({self._core!r})"
+        return f"AiClient({self._chain!r})"
 
 
 class SyncAiClient:
@@ -596,30 +535,34 @@ class SyncAiClient:
     ``client.close()`` or ``with``.
     """
 
-    def __init__(self, core: _Core, transport: SyncTransport) -> None:
-        self._core = core
+    def __init__(self, chain: Chain, transport: SyncTransport) -> None:
+        self._chain = chain
         self._transport = transport
 
     @classmethod
-    def create(cls, model: str, *, api_key: str | None = None, base_url: str | None = None,
-               max_retries: int | None = None, timeout: float | Timeouts | None = 60.0,
-               http_client: SyncHttpClient | None = None, retry: RetryPolicy | None = None,
-               clock: Clock | None = None) -> SyncAiClient:
-        core = _Core(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
-                     retry=retry, clock=clock)
-        return cls(core, SyncTransport(timeout, http_client))
+    def create(cls, model: str | Sequence[str], *, api_key: PerModel = None,
+               base_url: PerModel = None, max_retries: int | None = None,
+               timeout: float | Timeouts | None = 60.0, http_client: SyncHttpClient | None = None,
+               retry: RetryPolicy | None = None, clock: Clock | None = None) -> SyncAiClient:
+        chain = Chain(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
+                      retry=retry, clock=clock)
+        return cls(chain, SyncTransport(timeout, http_client))
 
     @property
     def provider(self) -> str:
-        return self._core.provider
+        return self._chain.primary.provider
 
     @property
     def model(self) -> str:
-        return self._core.model
+        return self._chain.primary.model
+
+    @property
+    def models(self) -> list[str]:
+        return [repr(core) for core in self._chain.cores]
 
     @property
     def manifest(self) -> Manifest:
-        return self._core.manifest
+        return self._chain.primary.manifest
 
     def chat(self) -> SyncChat:
         return SyncChat(self)
@@ -634,4 +577,4 @@ class SyncAiClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"SyncAiClient({self._core!r})"
+        return f"SyncAiClient({self._chain!r})"

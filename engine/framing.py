@@ -17,6 +17,11 @@ Registered framers (:data:`FRAMERS`, built by :func:`make_framer`):
     ``data`` field or a non-empty event name; ``close()`` also dispatches a
     pending event that lacks the final blank line.  ``offset`` is the start
     of the event's first field line.
+``sse-bare-json``
+    ``sse``, plus: lines outside the event-stream grammar (not a known field,
+    not a comment) that together form one JSON document are a frame with no
+    event name, dispatched as soon as they parse (or, unparsed, at the end of
+    the body).  Some servers write an error this way after the stream began.
 ``ndjson``
     One text per LF or CRLF terminated line (a lone CR is data); blank lines
     skipped; an unterminated last line is a frame.
@@ -49,6 +54,7 @@ consumed bytes are dropped from the front of the buffer.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import struct
 import uuid
@@ -344,6 +350,57 @@ class SSEFramer(_LineFramer):
 
 
 _SSE_FIELDS = frozenset((b"event", b"id", b"retry"))
+
+
+class BareJSONSSEFramer(SSEFramer):
+    """``sse`` that also frames a bare JSON document written outside any event."""
+
+    name = "sse-bare-json"
+
+    def __init__(self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        super().__init__(max_frame_bytes=max_frame_bytes)
+        self._bare: list[bytes] = []
+        self._bare_start = 0
+        self._bare_size = 0
+
+    def _process(self, lines: list[bytes], ends: Iterable[int], pos: int) -> None:
+        for line, end in zip(lines, ends, strict=False):  # ends may be an endless repeat
+            if self._bare or self._is_bare(line):
+                self._take_bare(line, pos)
+            else:
+                super()._process([line], [end], pos)
+            pos += len(line) + end
+
+    def _is_bare(self, line: bytes) -> bool:
+        if not line or line[0] == 0x3A or line.startswith(b"data"):
+            return False
+        name = line.partition(b":")[0]
+        return name not in _SSE_FIELDS and line.lstrip()[:1] in (b"{", b"[")
+
+    def _take_bare(self, line: bytes, pos: int) -> None:
+        if not self._bare:
+            self._bare_start = pos
+        self._bare.append(line)
+        self._bare_size += len(line) + 1
+        if self._bare_size > self._max:
+            raise _too_big(self.name, self._bare_size, self._max, self._bare_start, line)
+        if line.rstrip()[-1:] in (b"}", b"]"):
+            text = b"\n".join(self._bare)
+            try:
+                json.loads(text)
+            except ValueError:
+                return
+            self._emit_bare(text)
+
+    def _emit_bare(self, text: bytes) -> None:
+        self._out.append(Frame(_decode(self.name, text, self._bare_start), None, {},
+                               self._bare_start))
+        self._bare, self._bare_size = [], 0
+
+    def _finish(self) -> None:
+        super()._finish()
+        if self._bare:
+            self._emit_bare(b"\n".join(self._bare))
 
 
 class NDJSONFramer(_LineFramer):
@@ -699,6 +756,7 @@ class JSONFramer(_Base):
 
 _REGISTRY: dict[str, Callable[..., Framer]] = {
     "sse": SSEFramer,
+    "sse-bare-json": BareJSONSSEFramer,
     "ndjson": NDJSONFramer,
     "json-array": JSONArrayFramer,
     "eventstream": EventStreamFramer,

@@ -35,12 +35,16 @@ class RetryPolicy:
     backoff_max: float = 8.0
     honor_retry_after: bool = True
     max_retry_after: float = 60.0
+    # With a fallback chain, these kinds also move on to the next model
+    # (retryable kinds always do once their retries are spent).
+    fallback_on: frozenset[str] = frozenset({"not_found"})
 
     def with_overrides(self, **changes: Any) -> RetryPolicy:
         """A copy with the given fields changed (``None`` values are ignored)."""
         clean = {k: v for k, v in changes.items() if v is not None}
-        if "retry_on" in clean:
-            clean["retry_on"] = frozenset(clean["retry_on"])
+        for name in ("retry_on", "fallback_on"):
+            if name in clean:
+                clean[name] = frozenset(clean[name])
         return replace(self, **clean)
 
     def should_retry(self, error: EngineError, attempt: int) -> bool:

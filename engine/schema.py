@@ -16,7 +16,7 @@ from .types import FINISH_REASONS
 __all__ = ["AUTH_SCHEMES", "FRAMINGS", "SCHEMA", "USAGE_FIELDS"]
 
 AUTH_SCHEMES = ("bearer", "header", "query", "none")
-FRAMINGS = ("sse", "ndjson", "json-array", "eventstream", "json")
+FRAMINGS = ("sse", "sse-bare-json", "ndjson", "json-array", "eventstream", "json")
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens",
                 "cached_tokens", "reasoning_tokens")
 

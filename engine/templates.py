@@ -98,8 +98,12 @@ class _Env(ImmutableSandboxedEnvironment):
 
 
 def _json_filter(value: Any) -> str:
-    """Serialize to JSON text (for fields a provider wants as a JSON string)."""
-    return json.dumps(_plain(value), ensure_ascii=False)
+    """Serialize to compact JSON text (for fields a provider wants as a JSON string).
+
+    Compact, as models emit tool-call arguments, so a replayed call is the text
+    the model wrote.
+    """
+    return json.dumps(_plain(value), ensure_ascii=False, separators=(",", ":"))
 
 
 def _as_object(value: Any, key: str = "result") -> Any:

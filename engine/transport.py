@@ -11,6 +11,7 @@ which case closing the transport leaves that client open.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -42,12 +43,21 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds: ``connect`` to open a connection, ``read`` between bytes, ``write``, ``pool``."""
+    """Seconds, ``None`` for no limit.
+
+    ``connect``: to open a connection; ``read``: the longest wait for the next
+    bytes (a stream that stalls between events hits it); ``write``; ``pool``:
+    to get a connection from the pool; ``total``: one whole attempt, from
+    sending the request to the last byte of the answer. They apply to every
+    request, also through a user-supplied ``http_client``. In the sync client
+    ``total`` is checked between reads, each read waiting at most the time left.
+    """
 
     connect: float | None = 10.0
     read: float | None = 60.0
     write: float | None = 60.0
     pool: float | None = 10.0
+    total: float | None = None
 
     @classmethod
     def of(cls, value: float | Timeouts | None) -> Timeouts:
@@ -55,9 +65,27 @@ class Timeouts:
             return value
         return cls(value, value, value, value)
 
-    def to_httpx(self) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write,
+    def to_httpx(self, remaining: float | None = None) -> httpx.Timeout:
+        read = self.read
+        if remaining is not None:
+            read = remaining if read is None else min(read, remaining)
+        return httpx.Timeout(connect=self.connect, read=read, write=self.write,
                              pool=self.pool)
+
+
+class _Deadline:
+    """The end of one attempt under ``Timeouts.total``."""
+
+    def __init__(self, total: float | None) -> None:
+        self.total = total
+        self.at = None if total is None else time.monotonic() + total
+
+    def left(self) -> float | None:
+        return None if self.at is None else max(0.0, self.at - time.monotonic())
+
+    def error(self, provider: str | None) -> EngineError:
+        return EngineError("timeout", f"total timeout of {self.total}s exceeded",
+                           provider=provider)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +127,10 @@ def _headers(response: httpx.Response) -> dict[str, str]:
     return out
 
 
-def _build(client: httpx.AsyncClient | httpx.Client, req: PreparedRequest) -> httpx.Request:
-    return client.build_request(req.method, req.url, headers=list(req.headers), content=req.body)
+def _build(client: httpx.AsyncClient | httpx.Client, req: PreparedRequest,
+           timeout: httpx.Timeout) -> httpx.Request:
+    return client.build_request(req.method, req.url, headers=list(req.headers), content=req.body,
+                                timeout=timeout)
 
 
 def _too_big(provider: str | None) -> EngineError:
@@ -115,8 +145,8 @@ class AsyncTransport:
     def __init__(self, timeout: float | Timeouts | None = 60.0,
                  http_client: httpx.AsyncClient | None = None) -> None:
         self._owned = http_client is None
-        self._timeout = Timeouts.of(timeout).to_httpx()
-        self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+        self._timeouts = Timeouts.of(timeout)
+        self._client = http_client or httpx.AsyncClient(timeout=self._timeouts.to_httpx())
 
     async def send(self, req: PreparedRequest, provider: str | None = None) -> RawResponse:
         async with self.open(req, provider) as handle:
@@ -132,25 +162,41 @@ class AsyncTransport:
                    provider: str | None = None) -> AsyncIterator[StreamHandle]:
         log.debug("-> %s", req.describe())
         started = time.monotonic()
+        deadline = _Deadline(self._timeouts.total)
+        request = _build(self._client, req, self._timeouts.to_httpx())
         try:
-            response = await self._client.send(_build(self._client, req), stream=True)
+            response = await asyncio.wait_for(self._client.send(request, stream=True),
+                                               deadline.left())
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise _translate(exc, provider) from None
+        except asyncio.TimeoutError:
+            raise deadline.error(provider) from None
         try:
             log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
                       (time.monotonic() - started) * 1000.0)
             yield StreamHandle(response.status_code, _headers(response),
-                               self._chunks(response, provider))
+                               self._chunks(response, provider, deadline))
         finally:
             await response.aclose()
 
-    async def _chunks(self, response: httpx.Response, provider: str | None) -> AsyncIterator[
-            bytes]:
+    async def _chunks(self, response: httpx.Response, provider: str | None,
+                      deadline: _Deadline) -> AsyncIterator[bytes]:
+        chunks = response.aiter_bytes()
         try:
-            async for chunk in response.aiter_bytes():
+            if deadline.at is None:
+                async for chunk in chunks:
+                    yield chunk
+                return
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), deadline.left())
+                except StopAsyncIteration:
+                    return
                 yield chunk
         except httpx.HTTPError as exc:
             raise _translate(exc, provider) from None
+        except asyncio.TimeoutError:
+            raise deadline.error(provider) from None
 
     async def aclose(self) -> None:
         if self._owned:
@@ -163,8 +209,8 @@ class SyncTransport:
     def __init__(self, timeout: float | Timeouts | None = 60.0,
                  http_client: httpx.Client | None = None) -> None:
         self._owned = http_client is None
-        self._timeout = Timeouts.of(timeout).to_httpx()
-        self._client = http_client or httpx.Client(timeout=self._timeout)
+        self._timeouts = Timeouts.of(timeout)
+        self._client = http_client or httpx.Client(timeout=self._timeouts.to_httpx())
 
     def send(self, req: PreparedRequest, provider: str | None = None) -> RawResponse:
         with self.open(req, provider) as handle:
@@ -179,22 +225,32 @@ class SyncTransport:
     def open(self, req: PreparedRequest, provider: str | None = None) -> Iterator[StreamHandle]:
         log.debug("-> %s", req.describe())
         started = time.monotonic()
+        deadline = _Deadline(self._timeouts.total)
+        request = _build(self._client, req, self._timeouts.to_httpx(deadline.left()))
         try:
-            response = self._client.send(_build(self._client, req), stream=True)
+            response = self._client.send(request, stream=True)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            if isinstance(exc, httpx.TimeoutException) and deadline.left() == 0.0:
+                raise deadline.error(provider) from None
             raise _translate(exc, provider) from None
         try:
             log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
                       (time.monotonic() - started) * 1000.0)
             yield StreamHandle(response.status_code, _headers(response),
-                               self._chunks(response, provider))
+                               self._chunks(response, provider, deadline))
         finally:
             response.close()
 
-    def _chunks(self, response: httpx.Response, provider: str | None) -> Iterator[bytes]:
+    def _chunks(self, response: httpx.Response, provider: str | None,
+                deadline: _Deadline) -> Iterator[bytes]:
         try:
-            yield from response.iter_bytes()
+            for chunk in response.iter_bytes():
+                if deadline.left() == 0.0:
+                    raise deadline.error(provider)
+                yield chunk
         except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.TimeoutException) and deadline.left() == 0.0:
+                raise deadline.error(provider) from None
             raise _translate(exc, provider) from None
 
     def close(self) -> None:

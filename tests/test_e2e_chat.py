@@ -704,10 +704,12 @@ def tool_turns(provider: str, call: ToolCall, result: str) -> dict[str, Any]:
         return {"model": model_name(provider), "messages": [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": USER},
-            # content may be omitted on a tool-call turn (the recorded pydantic-ai request
-            # omits it); arguments travel as a JSON string (decoded by body_of)
-            {"role": "assistant", "tool_calls": [{"id": call.id, "type": "function", "function": {
-                "name": call.name, "arguments": call.arguments}}]},
+            # OpenAI: content may be omitted on a tool-call turn (the recorded pydantic-ai
+            # request omits it); DeepSeek rejects a turn without it (422 missing field
+            # `content`, pig-mesh/deepseek4j#41). Arguments travel as a JSON string.
+            {"role": "assistant", **({"content": ""} if provider == "deepseek" else {}),
+             "tool_calls": [{"id": call.id, "type": "function", "function": {
+                 "name": call.name, "arguments": call.arguments}}]},
             {"role": "tool", "tool_call_id": call.id, "content": result},
         ]}
     if provider == "anthropic":
@@ -781,7 +783,8 @@ async def test_parallel_tool_results(wire: Wire, provider: str) -> None:
     if provider in ("openai", "deepseek"):
         assert body["messages"] == [
             {"role": "user", "content": "Weather and time in Paris?"},
-            {"role": "assistant", "tool_calls": [
+            {"role": "assistant", **({"content": ""} if provider == "deepseek" else {}),
+             "tool_calls": [
                 {"id": c.id, "type": "function",
                  "function": {"name": c.name, "arguments": c.arguments}}
                 for c in (CALL_A, CALL_B)]},

@@ -26,7 +26,7 @@ from engine.framing import (
 REC = Path(__file__).parent.parent / "conformance" / "recordings"
 SSE_RECORDINGS = sorted(REC.glob("*.sse"))
 BIN_RECORDINGS = sorted(REC.glob("*.bin"))
-NAMES = ("sse", "ndjson", "json-array", "eventstream", "json")
+NAMES = ("sse", "sse-bare-json", "ndjson", "json-array", "eventstream", "json")
 
 FUZZ = settings(max_examples=60, deadline=None)
 cuts = st.lists(st.integers(min_value=0, max_value=1 << 24), max_size=25)

@@ -54,7 +54,7 @@ def test_each_over_none_drops_the_key():
 
 
 def test_engine_filters():
-    assert render("{{ v | json }}", v={"a": "é"}) == '{"a": "é"}'
+    assert render("{{ v | json }}", v={"a": "é", "b": 1}) == '{"a":"é","b":1}'
     assert render("{{ s | as_object('result') }}", s='{"t": 1}') == {"t": 1}
     assert render("{{ s | as_object('result') }}", s="plain") == {"result": "plain"}
     assert render("{{ s | path_segment }}", s="a/b:c d") == "a%2Fb%3Ac%20d"
