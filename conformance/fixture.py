@@ -56,7 +56,8 @@ _MESSAGE = {
         "tool_calls": {"type": "list", "schema": {"type": "dict", "schema": {
             "id": {"type": "string", "required": True},
             "name": {"type": "string", "required": True},
-            "arguments": {"type": "dict", "required": True}}}},
+            # an object, or the JSON text exactly as a response returned it
+            "arguments": {"type": ["dict", "string"], "required": True}}}},
         "tool_call_id": {"type": "string"},
     },
 }

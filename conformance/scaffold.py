@@ -77,7 +77,7 @@ chat:
                 do:
                   id: "{{{{ tc.id }}}}"
                   type: function
-                  function: {{name: "{{{{ tc.name }}}}", arguments: "{{{{ tc.arguments | json }}}}"}}
+                  function: {{name: "{{{{ tc.name }}}}", arguments: "{{{{ tc.arguments_json }}}}"}}
         default: {{role: "{{{{ m.role }}}}", content: "{{{{ m.content }}}}"}}
     temperature: "{{{{ params.temperature }}}}"
     top_p: "{{{{ params.top_p }}}}"

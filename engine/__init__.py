@@ -36,6 +36,7 @@ _EXPORTS = {
     "StreamEvent": "stream",
     "RetryPolicy": "retry",
     "Timeouts": "transport",
+    "Limits": "transport",
 }
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "ChatResponse",
     "Clock",
     "EngineError",
+    "Limits",
     "ManifestError",
     "Message",
     "RetryPolicy",
@@ -74,7 +76,7 @@ if TYPE_CHECKING:
     from .errors import KINDS, EngineError, ManifestError
     from .retry import RetryPolicy
     from .stream import StreamEvent
-    from .transport import Timeouts
+    from .transport import Limits, Timeouts
     from .types import ChatRequest, ChatResponse, Message, Stats, Tool, ToolCall, Usage
 
 

@@ -22,7 +22,14 @@ from .manifest import Manifest
 from .request import PreparedRequest, normalize_tool_choice
 from .retry import RetryPolicy
 from .stream import StreamDecoder, StreamEvent
-from .transport import AsyncHttpClient, AsyncTransport, SyncHttpClient, SyncTransport, Timeouts
+from .transport import (
+    AsyncHttpClient,
+    AsyncTransport,
+    Limits,
+    SyncHttpClient,
+    SyncTransport,
+    Timeouts,
+)
 from .types import ChatRequest, ChatResponse, Message, Stats, Tool
 
 __all__ = ["AiClient", "AsyncChat", "AsyncChatStream", "Clock", "SyncAiClient", "SyncChat",
@@ -286,9 +293,9 @@ class _StreamBase(Generic[C]):
             return "next", 0.0
         return "raise", 0.0
 
-    @staticmethod
-    def _decoder(core: Core) -> StreamDecoder:
-        return StreamDecoder(core.manifest, core.model)
+    def _decoder(self, core: Core) -> StreamDecoder:
+        limits: Limits = self._client._transport.limits  # type: ignore[attr-defined]
+        return StreamDecoder(core.manifest, core.model, max_frame_bytes=limits.max_frame_bytes)
 
 
 class AsyncChatStream(_StreamBase["AiClient"]):
@@ -488,11 +495,12 @@ class AiClient:
                      base_url: PerModel = None, max_retries: int | None = None,
                      timeout: float | Timeouts | None = 60.0,
                      http_client: AsyncHttpClient | None = None,
-                     retry: RetryPolicy | None = None, clock: Clock | None = None) -> AiClient:
+                     retry: RetryPolicy | None = None, clock: Clock | None = None,
+                     limits: Limits | None = None) -> AiClient:
         """``api_key`` and ``base_url`` may map a provider or model id to its value."""
         chain = Chain(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
                       retry=retry, clock=clock)
-        return cls(chain, AsyncTransport(timeout, http_client))
+        return cls(chain, AsyncTransport(timeout, http_client, limits))
 
     @property
     def provider(self) -> str:
@@ -543,10 +551,11 @@ class SyncAiClient:
     def create(cls, model: str | Sequence[str], *, api_key: PerModel = None,
                base_url: PerModel = None, max_retries: int | None = None,
                timeout: float | Timeouts | None = 60.0, http_client: SyncHttpClient | None = None,
-               retry: RetryPolicy | None = None, clock: Clock | None = None) -> SyncAiClient:
+               retry: RetryPolicy | None = None, clock: Clock | None = None,
+               limits: Limits | None = None) -> SyncAiClient:
         chain = Chain(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
                       retry=retry, clock=clock)
-        return cls(chain, SyncTransport(timeout, http_client))
+        return cls(chain, SyncTransport(timeout, http_client, limits))
 
     @property
     def provider(self) -> str:

@@ -19,7 +19,7 @@ Registered framers (:data:`FRAMERS`, built by :func:`make_framer`):
     of the event's first field line.
 ``sse-bare-json``
     ``sse``, plus: lines outside the event-stream grammar (not a known field,
-    not a comment) that together form one JSON document are a frame with no
+    not a comment) that jointly form one JSON document are a frame with no
     event name, dispatched as soon as they parse (or, unparsed, at the end of
     the body).  Some servers write an error this way after the stream began.
 ``ndjson``

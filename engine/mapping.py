@@ -68,10 +68,12 @@ def tool_call_from(item: Any, provider: str) -> ToolCall:
         raise EngineError("malformed_response", f"tool call without a name: {item!r:.120}",
                           provider=provider)
     call_id = item.get("id")
+    raw = item.get("arguments")
     return ToolCall(
         id=str(call_id) if call_id else synthesize_id(),
         name=str(item["name"]),
-        arguments=parse_arguments(item.get("arguments"), provider),
+        arguments=parse_arguments(raw, provider),
+        raw_arguments=raw if isinstance(raw, str) else None,
     )
 
 

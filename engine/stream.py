@@ -456,14 +456,16 @@ class StreamDecoder:
                           f"object, got {type(value).__name__}", provider=self._manifest.id)
 
     def _tool_call(self, call: _Call) -> ToolCall:
+        raw = None
         if call.args is not None and not call.fragments:
             args = call.args
         else:
-            args = parse_arguments("".join(call.fragments), self._manifest.id)
+            raw = "".join(call.fragments)
+            args = parse_arguments(raw, self._manifest.id)
         if not call.name:
             raise EngineError("malformed_response", f"tool call #{call.index} has no name",
                               provider=self._manifest.id)
-        return ToolCall(call.id, call.name, args)
+        return ToolCall(call.id, call.name, args, raw_arguments=raw)
 
     def _end_call(self, call: _Call) -> None:
         tool_call = self._tool_call(call)

@@ -12,8 +12,9 @@ Leaf rules:
 * any other string containing ``{{`` renders to a string;
 * other scalars are literals.
 
-Structure rules: a mapping key whose value renders to ``None`` is omitted; a
-``None`` item in a list is dropped. Directive mappings:
+Structure rules: a mapping key whose value renders to ``None`` is omitted, and
+a mapping all of whose keys were omitted is itself ``None`` (a literal ``{}``
+stays); a ``None`` item in a list is dropped. Directive mappings:
 
 * ``{$each: "{{ items }}", as: name, do: <tree>, flatten: false}`` -> list
   (``None`` items: the whole value is ``None``);
@@ -240,7 +241,8 @@ class _Map(Node):
             value = _at(key, node, ctx)
             if value is not None:
                 out[key] = value
-        return out
+        # A mapping whose every entry is unset is itself unset (a literal {} stays).
+        return out if out or not self.items else None
 
 
 @dataclass(frozen=True, slots=True)

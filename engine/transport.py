@@ -28,6 +28,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "AsyncHttpClient",
     "AsyncTransport",
+    "Limits",
     "RawResponse",
     "StreamHandle",
     "SyncHttpClient",
@@ -89,6 +90,20 @@ class _Deadline:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Bytes a response may make the client hold: a whole non-streamed body, one stream frame."""
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_frame_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_frame_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class RawResponse:
     status: int
     headers: dict[str, str]
@@ -133,9 +148,9 @@ def _build(client: httpx.AsyncClient | httpx.Client, req: PreparedRequest,
                                 timeout=timeout)
 
 
-def _too_big(provider: str | None) -> EngineError:
+def _too_big(provider: str | None, limit: int) -> EngineError:
     return EngineError("malformed_response",
-                       f"response body larger than {MAX_BODY_BYTES} bytes", provider=provider,
+                       f"response body larger than {limit} bytes", provider=provider,
                        retryable=False)
 
 
@@ -143,7 +158,9 @@ class AsyncTransport:
     """Async HTTP via one pooled ``httpx.AsyncClient``."""
 
     def __init__(self, timeout: float | Timeouts | None = 60.0,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+                 http_client: httpx.AsyncClient | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self._owned = http_client is None
         self._timeouts = Timeouts.of(timeout)
         self._client = http_client or httpx.AsyncClient(timeout=self._timeouts.to_httpx())
@@ -153,8 +170,8 @@ class AsyncTransport:
             body = bytearray()
             async for chunk in handle.chunks:
                 body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise _too_big(provider)
+                if len(body) > self.limits.max_body_bytes:
+                    raise _too_big(provider, self.limits.max_body_bytes)
             return RawResponse(handle.status, handle.headers, bytes(body))
 
     @asynccontextmanager
@@ -207,7 +224,9 @@ class SyncTransport:
     """Blocking HTTP via one pooled ``httpx.Client``."""
 
     def __init__(self, timeout: float | Timeouts | None = 60.0,
-                 http_client: httpx.Client | None = None) -> None:
+                 http_client: httpx.Client | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self._owned = http_client is None
         self._timeouts = Timeouts.of(timeout)
         self._client = http_client or httpx.Client(timeout=self._timeouts.to_httpx())
@@ -217,8 +236,8 @@ class SyncTransport:
             body = bytearray()
             for chunk in handle.chunks:
                 body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise _too_big(provider)
+                if len(body) > self.limits.max_body_bytes:
+                    raise _too_big(provider, self.limits.max_body_bytes)
             return RawResponse(handle.status, handle.headers, bytes(body))
 
     @contextmanager

@@ -35,14 +35,29 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """One function call the model asked for. ``arguments`` is always a dict."""
+    """One function call the model asked for. ``arguments`` is always a dict.
+
+    ``raw_arguments`` keeps the arguments exactly as the provider sent them
+    (when it sent text), so replaying the call sends the model's own text.
+    """
 
     id: str
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    raw_arguments: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def arguments_json(self) -> str:
+        """The arguments as JSON text: the provider's own, else compact JSON."""
+        if self.raw_arguments is not None and self.raw_arguments.strip():
+            return self.raw_arguments
+        return json.dumps(self.arguments, ensure_ascii=False, separators=(",", ":"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+    def to_context(self) -> dict[str, Any]:
+        return {**self.to_dict(), "arguments_json": self.arguments_json}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +120,7 @@ class Message:
         return {
             "role": self.role,
             "content": self.content,
-            "tool_calls": [tc.to_dict() for tc in self.tool_calls],
+            "tool_calls": [tc.to_context() for tc in self.tool_calls],
             "tool_call_id": self.tool_call_id,
             "name": self.name,
         }
@@ -121,11 +136,13 @@ def _tool_call(value: ToolCall | Mapping[str, Any]) -> ToolCall:
     if isinstance(value, ToolCall):
         return value
     args = value.get("arguments", {})
+    raw = args if isinstance(args, str) else None
     if isinstance(args, str):
         args = json.loads(args) if args.strip() else {}
     if not isinstance(args, dict):
         raise TypeError("tool call arguments must be a dict (or a JSON object string)")
-    return ToolCall(id=str(value["id"]), name=str(value["name"]), arguments=args)
+    return ToolCall(id=str(value["id"]), name=str(value["name"]), arguments=args,
+                    raw_arguments=raw)
 
 
 @dataclass(frozen=True, slots=True)

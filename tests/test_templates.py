@@ -50,7 +50,13 @@ def test_each_flatten_splices_lists():
 
 
 def test_each_over_none_drops_the_key():
-    assert render({"tools": {"$each": "{{ t }}", "as": "x", "do": "{{ x }}"}}, t=None) == {}
+    tree = {"tools": {"$each": "{{ t }}", "as": "x", "do": "{{ x }}"}, "keep": 1}
+    assert render(tree, t=None) == {"keep": 1}
+
+
+def test_a_mapping_of_unset_entries_is_unset_but_literal_empty_stays():
+    tree = {"config": {"a": "{{ none }}", "b": "{{ none }}"}, "literal": {}, "n": {"x": 0}}
+    assert render(tree) == {"literal": {}, "n": {"x": 0}}
 
 
 def test_engine_filters():
