@@ -414,6 +414,10 @@ def check(path: FsPath, dirs: list[FsPath] | None = None) -> list[str]:
 
 # ---------------------------------------------------------------- compiling
 
+# A quantified group containing a quantifier: the shape of catastrophic backtracking.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+}](?:[^()\\]|\\.)*\)(?:[*+]|\{\d*,)")
+
+
 class _Compiler:
     """Builds compiled objects, reporting problems instead of raising."""
 
@@ -438,6 +442,10 @@ class _Compiler:
 
     def regex(self, source: Any, key: KeyPath) -> re.Pattern[str] | None:
         if source is None:
+            return None
+        if _NESTED_QUANTIFIER.search(source):
+            self.report.add(key, "a repeated group that itself repeats (like (a+)+) can "
+                                 "backtrack for ever; rewrite the pattern without it")
             return None
         try:
             return re.compile(source, re.IGNORECASE | re.DOTALL)

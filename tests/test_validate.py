@@ -221,3 +221,14 @@ def test_validate_never_raises_on_arbitrary_input(tmp_path, doc, raw):
     count, found = validate_paths([str(tmp_path / "fuzz.yaml"), str(tmp_path / "raw.yaml")])
     assert count == 2
     assert all(isinstance(p, str) and p.startswith(str(tmp_path)) for p in found)
+
+
+def test_regexes_that_backtrack_for_ever_are_refused(tmp_path):
+    text = MINIMAL.format(id="ex") + textwrap.dedent("""\
+        errors:
+          rules:
+            - {message_matches: "(a+)+$", kind: invalid_request}
+            - {message_matches: "try again in ([0-9.]+m?s)", kind: rate_limited}
+        """)
+    found = problems(write(tmp_path, "ex", text))
+    assert len(found) == 1 and "errors.rules[0].message_matches: a repeated group" in found[0]
