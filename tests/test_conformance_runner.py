@@ -29,7 +29,7 @@ def test_a_new_manifest_without_fixtures_is_reported_missing(user_dir, capsys):
     (user_dir / "acme.yaml").write_text("manifest: 1\nid: acme\nextends: openai\n"
                                         "base_url: https://acme.test/v1\n"
                                         "auth: {scheme: bearer, env: [ACME_KEY]}\n")
-    cases, problems, providers = all_cases()
+    _cases, problems, providers = all_cases()
     assert "acme" in providers and problems == []
     table = coverage([], providers)
     assert set(table["acme"].values()) == {"missing"}
@@ -49,7 +49,7 @@ def test_declared_gaps_become_refusal_cases(user_dir):
           body: {prompt: "{{ messages[-1].content }}"}
           response: {content: text, finish_reason: done}
         """))
-    cases, _, providers = all_cases()
+    cases, _, _providers = all_cases()
     refusals = [c for c in cases if c.provider == "plain"]
     assert {c.scenario for c in refusals} == {"tools", "tool_result", "stream_tools",
                                               "stream_text", "error_in_stream"}
