@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from .core import Chain, Clock, Core, PerModel, split_model
+from .core import Chain, Clock, Core, PerModel, Sleep, call_plan, split_model
 from .errors import EngineError
 from .manifest import Manifest
 from .request import PreparedRequest, normalize_tool_choice
@@ -26,6 +26,7 @@ from .transport import (
     AsyncHttpClient,
     AsyncTransport,
     Limits,
+    RawResponse,
     SyncHttpClient,
     SyncTransport,
     Timeouts,
@@ -160,27 +161,21 @@ class AsyncChat(_Builder):
 
     async def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
         chain, transport = self._client._chain, self._client._transport
-        request = self.build()
-        started = chain.clock.monotonic()
-        attempts = 0
-        for index, core in enumerate(chain.cores):
-            policy = self._policy(core)
-            prepared = core.prepare(request, stream=False)
-            attempt = 0
-            while True:
+        plan = call_plan(chain, self.build(), self._policy)
+        step = next(plan)
+        while True:
+            outcome: RawResponse | EngineError | None = None
+            if isinstance(step, Sleep):
+                await chain.clock.asleep(step.seconds)
+            else:
                 try:
-                    response = core.interpret(await transport.send(prepared, core.provider))
-                    return response, core.stats(response, started, attempts + attempt + 1)
+                    outcome = await transport.send(step.prepared, step.core.provider)
                 except EngineError as error:
-                    delay = core.next_delay(error, attempt, policy)
-                    if delay is None:
-                        attempts += attempt + 1
-                        if not chain.falls_back(error, index, policy, attempts):
-                            raise
-                        break
-                    await chain.clock.asleep(delay)
-                    attempt += 1
-        raise AssertionError("unreachable: the last model raises")  # pragma: no cover
+                    outcome = error
+            try:
+                step = plan.send(outcome)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     def stream(self) -> AsyncChatStream:
         return AsyncChatStream(self._client, self.build(), self)
@@ -198,27 +193,21 @@ class SyncChat(_Builder):
 
     def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
         chain, transport = self._client._chain, self._client._transport
-        request = self.build()
-        started = chain.clock.monotonic()
-        attempts = 0
-        for index, core in enumerate(chain.cores):
-            policy = self._policy(core)
-            prepared = core.prepare(request, stream=False)
-            attempt = 0
-            while True:
+        plan = call_plan(chain, self.build(), self._policy)
+        step = next(plan)
+        while True:
+            outcome: RawResponse | EngineError | None = None
+            if isinstance(step, Sleep):
+                chain.clock.sleep(step.seconds)
+            else:
                 try:
-                    response = core.interpret(transport.send(prepared, core.provider))
-                    return response, core.stats(response, started, attempts + attempt + 1)
+                    outcome = transport.send(step.prepared, step.core.provider)
                 except EngineError as error:
-                    delay = core.next_delay(error, attempt, policy)
-                    if delay is None:
-                        attempts += attempt + 1
-                        if not chain.falls_back(error, index, policy, attempts):
-                            raise
-                        break
-                    chain.clock.sleep(delay)
-                    attempt += 1
-        raise AssertionError("unreachable: the last model raises")  # pragma: no cover
+                    outcome = error
+            try:
+                step = plan.send(outcome)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     def stream(self) -> SyncChatStream:
         return SyncChatStream(self._client, self.build(), self)

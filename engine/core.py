@@ -16,7 +16,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 
 from .classify import classify
 from .errors import EngineError, register_secret
@@ -27,7 +28,7 @@ from .retry import RetryPolicy
 from .transport import RawResponse
 from .types import ChatRequest, ChatResponse, Stats
 
-__all__ = ["Chain", "Clock", "Core", "split_model"]
+__all__ = ["Chain", "Clock", "Core", "Send", "Sleep", "call_plan", "split_model"]
 
 log = logging.getLogger("engine")
 PerModel = str | Mapping[str, str] | None
@@ -168,3 +169,54 @@ class Chain:
 
     def __repr__(self) -> str:
         return ", ".join(repr(c) for c in self.cores)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Plan step: send *prepared* for *core*; resume with the RawResponse or the EngineError."""
+
+    core: Core
+    prepared: PreparedRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Plan step: wait *seconds* (on the chain's clock); resume with None."""
+
+    seconds: float
+
+
+Plan = Generator[Send | Sleep, "RawResponse | EngineError | None", tuple[ChatResponse, Stats]]
+
+
+def call_plan(chain: Chain, request: ChatRequest,
+              policy_for: Callable[[Core], RetryPolicy]) -> Plan:
+    """The whole retry-and-fallback logic of one plain call, as a sans-I/O generator.
+
+    It yields what to do (:class:`Send`, :class:`Sleep`) and is resumed with
+    the outcome; the async and sync clients only perform the steps.
+    """
+    started = chain.clock.monotonic()
+    attempts = 0
+    for index, core in enumerate(chain.cores):
+        policy = policy_for(core)
+        prepared = core.prepare(request, stream=False)
+        attempt = 0
+        while True:
+            outcome = yield Send(core, prepared)
+            try:
+                if isinstance(outcome, EngineError):
+                    raise outcome
+                assert outcome is not None
+                response = core.interpret(outcome)
+                return response, core.stats(response, started, attempts + attempt + 1)
+            except EngineError as error:
+                delay = core.next_delay(error, attempt, policy)
+                if delay is None:
+                    attempts += attempt + 1
+                    if not chain.falls_back(error, index, policy, attempts):
+                        raise
+                    break
+            yield Sleep(delay)
+            attempt += 1
+    raise AssertionError("unreachable: the last model raises")  # pragma: no cover
