@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import DEFAULT_RETRYABLE, EngineError, ErrorKind
+from .errors import DEFAULT_RETRYABLE, EngineError, ErrorKind, redact
 from .manifest import ErrorRule, ErrorSpec, Manifest
 from .paths import Path, PathError
 from .retry import parse_retry_value
@@ -139,9 +139,10 @@ def build_error(manifest: Manifest, status: int | None, headers: Mapping[str, st
     if retryable is None:
         retryable = kind in DEFAULT_RETRYABLE
     forced = headers.get(spec.should_retry_header.lower()) if spec.should_retry_header else None
-    if forced is not None and forced.strip().lower() in ("true", "false"):
-        retryable = forced.strip().lower() == "true"
-    return EngineError(
+    decision = forced.strip().lower() if forced is not None else None
+    if decision in ("true", "false"):
+        retryable = decision == "true"
+    error = EngineError(
         kind,
         message,
         status=status,
@@ -150,13 +151,18 @@ def build_error(manifest: Manifest, status: int | None, headers: Mapping[str, st
         retry_after=_retry_after(spec, headers, data, message),
         code=code or etype,
     )
+    if decision in ("true", "false"):
+        error.retry_forced = retryable
+    return error
 
 
 def _fallback_message(status: int | None, body: bytes | None, data: Any) -> str:
     if isinstance(data, str):
         return data
     if body:
-        text = body[:_EXCERPT].decode("utf-8", "replace").strip()
-        more = "..." if len(body) > _EXCERPT else ""
+        # Redact the whole text before cutting it, so a cut never splits a key.
+        whole = redact(body.decode("utf-8", "replace"))
+        text = whole[:_EXCERPT].strip()
+        more = "..." if len(whole) > _EXCERPT else ""
         return f"HTTP {status}: {text}{more}" if status else f"{text}{more}"
     return f"HTTP {status} with an empty body" if status else "error without a message"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .classify import classify
-from .errors import EngineError, register_secret
+from .errors import EngineError, redact, register_secret
 from .manifest import Manifest, load_manifest
 from .mapping import map_response
 from .request import PreparedRequest, prepare
@@ -101,8 +101,9 @@ class Core:
         try:
             data = json.loads(raw.body.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError, RecursionError):
+            excerpt = redact(raw.body.decode("utf-8", "replace"))[:120]
             raise EngineError("malformed_response", f"HTTP {raw.status} body is not JSON: "
-                              f"{raw.body[:120]!r}", status=raw.status,
+                              f"{excerpt!r}", status=raw.status,
                               provider=self.provider, retryable=False) from None
         return map_response(self.manifest, data, self.model)
 

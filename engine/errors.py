@@ -69,8 +69,13 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value)
 
 
+# A run this long of a secret's start counts as the secret: an excerpt cut
+# through a key must not keep the part before the cut.
+_FRAGMENT = 12
+
+
 def redact(text: str) -> str:
-    """Return *text* with every registered secret replaced by ``[REDACTED]``."""
+    """Return *text* with every registered secret (or a cut-off start of one) redacted."""
     if not _secrets:
         return text
     with _secrets_lock:
@@ -78,6 +83,20 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, _REDACTED)
+        if len(secret) > _FRAGMENT:
+            text = _redact_fragments(text, secret)
+    return text
+
+
+def _redact_fragments(text: str, secret: str) -> str:
+    head = secret[:_FRAGMENT]
+    start = text.find(head)
+    while start != -1:
+        end = start + _FRAGMENT
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        text = text[:start] + _REDACTED + text[end:]
+        start = text.find(head, start + len(_REDACTED))
     return text
 
 
@@ -115,6 +134,8 @@ class EngineError(Exception):
         self.provider = provider
         self.retryable = kind in DEFAULT_RETRYABLE if retryable is None else retryable
         self.retry_after = retry_after
+        # True/False when the provider forced the retry decision (a header), else None.
+        self.retry_forced: bool | None = None
         self.code = redact(code) if code is not None else None
         self.partial = partial
         self.attempts = 1

@@ -51,7 +51,10 @@ class RetryPolicy:
         """Whether to try again after *error* on 0-based *attempt*."""
         if attempt >= self.max_retries:
             return False
-        if error.kind not in self.retry_on or not error.retryable:
+        if error.retry_forced is not None:  # the provider said so explicitly
+            if not error.retry_forced:
+                return False
+        elif error.kind not in self.retry_on or not error.retryable:
             return False
         return not (error.retry_after is not None and self.honor_retry_after
                     and error.retry_after > self.max_retry_after)

@@ -140,3 +140,21 @@ def test_secrets_are_redacted_everywhere():
 def test_unknown_kind_is_a_programming_error():
     with pytest.raises(ValueError):
         EngineError("teapot", "x")  # type: ignore[arg-type]
+
+
+def test_a_key_cut_by_an_excerpt_is_still_redacted():
+    register_secret("sk-live-FRAGMENT-0123456789abcdef")
+    cut = "Bearer sk-live-FRAGMENT-0123"  # an excerpt that ends inside the key
+    assert redact(cut) == "Bearer [REDACTED]"
+    assert "FRAGMENT" not in redact("x sk-live-FRAGMENT-01234' y")
+    assert redact("sk-live-FRAG") == "sk-live-FRAG"  # shorter than a fragment: left alone
+
+
+def test_should_retry_header_forces_retry_of_any_kind():
+    forced = EngineError("invalid_request", "try later")
+    forced.retry_forced = True
+    assert RetryPolicy(max_retries=1).should_retry(forced, 0)
+    assert not RetryPolicy(max_retries=1).should_retry(forced, 1)
+    refused = EngineError("overloaded", "busy")
+    refused.retry_forced = False
+    assert not RetryPolicy(max_retries=3).should_retry(refused, 0)
