@@ -41,8 +41,6 @@ STATUS_KINDS: Mapping[int, ErrorKind] = {
 }
 
 _EXCERPT = 200
-# Patterns see at most this much of a message: bounded work whatever a server sends.
-MESSAGE_SCAN = 4096
 
 
 def kind_for_status(status: int | None) -> ErrorKind:
@@ -88,7 +86,7 @@ def _rule_matches(rule: ErrorRule, status: int | None, code: str | None, etype: 
         return False
     if rule.types is not None and etype not in rule.types:
         return False
-    return rule.message is None or bool(rule.message.search(message[:MESSAGE_SCAN]))
+    return rule.message is None or bool(rule.message.search(message))
 
 
 def _retry_after(spec: ErrorSpec, headers: Mapping[str, str], data: Any,
@@ -100,7 +98,7 @@ def _retry_after(spec: ErrorSpec, headers: Mapping[str, str], data: Any,
         elif hint.path is not None:
             value = _search(hint.path, data)
         elif hint.message is not None:
-            match = hint.message.search(message[:MESSAGE_SCAN])
+            match = hint.message.search(message)
             value = (match.group(1) if match.groups() else match.group(0)) if match else None
         seconds = parse_retry_value(value, hint.unit)
         if seconds is not None:

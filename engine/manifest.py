@@ -25,9 +25,10 @@ import cerberus
 
 from .errors import DEFAULT_RETRYABLE, ManifestError
 from .paths import Path, PathError, compile_path
+from .patterns import Pattern, PatternError, compile_pattern
 from .schema import SCHEMA, USAGE_FIELDS
 from .templates import Node, TemplateError, compile_tree
-from .yamlsrc import KeyPath, format_path, load_yaml
+from .yamlsrc import MAX_YAML_BYTES, KeyPath, format_path, load_yaml
 
 __all__ = [
     "MAX_EXTENDS_DEPTH",
@@ -113,7 +114,10 @@ def load_raw(path: FsPath) -> RawDoc:
     """Read one file; raise ManifestError (``file:line: ...``) when unreadable."""
     name = str(path)
     try:
-        raw = path.read_bytes()
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ManifestError(f"{name}:1: (top): file is larger than {MAX_YAML_BYTES} bytes")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
         raise ManifestError(f"{name}:1: (top): cannot read: {exc.strerror or exc}") from None
     data, lines = load_yaml(raw, name)
@@ -241,7 +245,7 @@ class StreamSpec:
 class Variant:
     """The request bodies for one family of models (the base or an override)."""
 
-    pattern: re.Pattern[str] | None
+    pattern: Pattern | None
     body: Node
     stream_body: Node | None
 
@@ -268,7 +272,7 @@ class ErrorRule:
     status: frozenset[int] | None = None
     codes: frozenset[str] | None = None
     types: frozenset[str] | None = None
-    message: re.Pattern[str] | None = None
+    message: Pattern | None = None
     retryable: bool | None = None
 
 
@@ -276,7 +280,7 @@ class ErrorRule:
 class RetryHint:
     header: str | None = None
     path: Path | None = None
-    message: re.Pattern[str] | None = None
+    message: Pattern | None = None
     unit: str = "auto"
 
 
@@ -385,38 +389,39 @@ def _fix_key(path: KeyPath) -> KeyPath:
 
 def check(path: FsPath, dirs: list[FsPath] | None = None) -> list[str]:
     """Every problem of the manifest at *path*, as report lines (empty when valid)."""
+    return _check(path, dirs)[0]
+
+
+def _check(path: FsPath, dirs: list[FsPath] | None) -> tuple[list[str], Manifest | None]:
+    """(problems, the compiled manifest when there are none): one parse, one compile."""
     try:
         merged, chain = resolve(path, dirs)
     except ManifestError as exc:
-        return [exc.message]
+        return [exc.message], None
     report = _Collector(chain)
     for doc in chain:
         for key, msg in _schema_problems(doc.data, partial=True):
             report.problems.append(f"{doc.path}:{doc.line_of(key) or 1}: "
                                    f"{format_path(key)}: {msg}")
     if report.problems:
-        return report.problems
+        return report.problems, None
     for key, msg in _schema_problems(merged, partial=False):
         report.add(key, msg)
     if report.problems:
-        return report.problems
-    stem = path.stem
-    if merged.get("id") != stem:
-        report.add(("id",), f"must equal the file name {stem!r}")
-    _compile(merged, report)
-    if not report.problems:
-        from .request import dry_run  # local import: request depends on this module
+        return report.problems, None
+    if merged.get("id") != path.stem:
+        report.add(("id",), f"must equal the file name {path.stem!r}")
+    manifest = _compile(merged, report)
+    if report.problems:
+        return report.problems, None
+    from .request import dry_run  # local import: request depends on this module
 
-        for key, msg in dry_run(_compile(merged, _Collector(chain))):
-            report.add(key, msg)
-    return report.problems
+    for key, msg in dry_run(manifest):
+        report.add(key, msg)
+    return report.problems, (None if report.problems else manifest)
 
 
 # ---------------------------------------------------------------- compiling
-
-# A quantified group containing a quantifier: the shape of catastrophic backtracking.
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+}](?:[^()\\]|\\.)*\)(?:[*+]|\{\d*,)")
-
 
 class _Compiler:
     """Builds compiled objects, reporting problems instead of raising."""
@@ -440,17 +445,13 @@ class _Compiler:
             self.report.add((*key, *exc.path), str(exc))
             return None
 
-    def regex(self, source: Any, key: KeyPath) -> re.Pattern[str] | None:
+    def regex(self, source: Any, key: KeyPath) -> Pattern | None:
         if source is None:
             return None
-        if _NESTED_QUANTIFIER.search(source):
-            self.report.add(key, "a repeated group that itself repeats (like (a+)+) can "
-                                 "backtrack for ever; rewrite the pattern without it")
-            return None
         try:
-            return re.compile(source, re.IGNORECASE | re.DOTALL)
-        except re.error as exc:
-            self.report.add(key, f"invalid regular expression: {exc}")
+            return compile_pattern(source)
+        except PatternError as exc:
+            self.report.add(key, str(exc))
             return None
 
     def usage(self, spec: Mapping[str, Any] | None, key: KeyPath) -> dict[str, Path]:
@@ -644,7 +645,7 @@ def _variants(c: _Compiler, chat: Mapping[str, Any], stream: StreamSpec | None) 
     return tuple(out)
 
 
-def _variant(c: _Compiler, pattern: re.Pattern[str] | None, body: Any, stream_body: Any,
+def _variant(c: _Compiler, pattern: Pattern | None, body: Any, stream_body: Any,
              key: KeyPath) -> Variant:
     empty = compile_tree({})
     compiled = c.tree(body, (*key, "body")) or empty
@@ -718,12 +719,14 @@ _cache_lock = threading.Lock()
 
 def compile_file(path: FsPath, dirs: list[FsPath] | None = None) -> Manifest:
     """Check and compile the manifest at *path*; raise ManifestError listing every problem."""
-    problems = check(path, dirs)
-    if problems:
+    try:
+        problems, manifest = _check(path, dirs)
+    except RecursionError:
+        problems, manifest = [f"{path}:1: (top): nested too deeply to compile"], None
+    if manifest is None:
         raise ManifestError(f"invalid manifest {path}:\n" + "\n".join(problems),
                             problems=problems, provider=path.stem)
-    merged, chain = resolve(path, dirs)
-    return _compile(merged, _Collector(chain))
+    return manifest
 
 
 def load_manifest(provider: str) -> Manifest:

@@ -31,6 +31,8 @@ values; the context holds plain data only (no environment, no files).
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import operator
 import re
@@ -56,7 +58,7 @@ __all__ = [
     "render_checked",
 ]
 
-MAX_VALUE_SIZE = 1_000_000
+MAX_VALUE_SIZE = 100_000
 _EXPR_ONLY = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 DIRECTIVES = {
     "$each": {"$each", "as", "do", "flatten"},
@@ -74,10 +76,56 @@ class TemplateError(Exception):
         self.path = path
 
 
-class _Env(ImmutableSandboxedEnvironment):
-    """The sandbox, with arithmetic that cannot build unbounded values."""
+# Methods a template may call on plain values; everything else is refused
+# (padding and formatting methods can allocate gigabytes from one short call).
+_SAFE_METHODS: dict[type, frozenset[str]] = {
+    str: frozenset({"lower", "upper", "strip", "lstrip", "rstrip", "startswith", "endswith",
+                    "split", "rsplit", "splitlines", "title", "capitalize", "casefold", "find",
+                    "rfind", "count", "isdigit", "isalpha", "isalnum", "isspace", "islower",
+                    "isupper", "removeprefix", "removesuffix", "replace"}),
+    dict: frozenset({"get", "keys", "values", "items"}),
+    list: frozenset({"index", "count"}),
+    tuple: frozenset({"index", "count"}),
+}
+# Jinja's built-in filters a manifest may use (padding, wrapping and printf
+# formatting are left out for the same reason).
+_SAFE_FILTERS = frozenset({
+    "abs", "attr", "capitalize", "count", "d", "default", "dictsort", "first", "float", "int",
+    "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject",
+    "rejectattr", "replace", "reverse", "round", "select", "selectattr", "sort", "string", "sum",
+    "title", "tojson", "trim", "unique", "upper", "urlencode",
+})
+MAX_EXPRESSION_NODES = 200
+MAX_TEMPLATE_CHARS = 8192
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+
+def _made(value: Any) -> Any:
+    """Charge a value the template manufactured (not passed in) to the work budget."""
+    if isinstance(value, (str, list, tuple)):
+        _charge(_BUDGET.get(), len(value) // 64)
+    return value
+
+
+def _sized(value: Any, what: str) -> Any:
+    if isinstance(value, (str, list, tuple)) and len(value) > MAX_VALUE_SIZE:
+        raise SecurityError(f"{what} would build a value that is too large")
+    return value
+
+
+class _Env(ImmutableSandboxedEnvironment):
+    """The sandbox, with operations that cannot build unbounded values."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``str.format`` can pad to any width: refused outright."""
+        if super().wrap_str_format(value) is None:
+            return None
+
+        def refuse(*args: Any, **kwargs: Any) -> str:
+            raise SecurityError("str.format() is not allowed in manifests")
+
+        return refuse
 
     def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
         if op == "**":
@@ -86,16 +134,53 @@ class _Env(ImmutableSandboxedEnvironment):
             if abs(right) > 64 or abs(left) > 2**32:
                 raise SecurityError("'**' operands are too large")
             return left**right
+        if op == "%":
+            if isinstance(left, str):
+                raise SecurityError("'%' string formatting is not allowed in manifests")
+            return operator.mod(left, right)
         if op == "*":
             for seq, count in ((left, right), (right, left)):
                 if (isinstance(seq, (str, list, tuple)) and isinstance(count, int)
                         and len(seq) * max(count, 0) > MAX_VALUE_SIZE):
                     raise SecurityError("'*' would build a value that is too large")
-            return operator.mul(left, right)
-        result = operator.add(left, right)
-        if isinstance(result, (str, list, tuple)) and len(result) > MAX_VALUE_SIZE:
-            raise SecurityError("'+' would build a value that is too large")
-        return result
+            return _made(operator.mul(left, right))
+        return _made(_sized(operator.add(left, right), "'+'"))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any,
+             **kwargs: Any) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        if isinstance(owner, _PLAIN_TYPES):
+            if name not in _SAFE_METHODS.get(type(owner), frozenset()):
+                raise SecurityError(f"calling {type(owner).__name__}.{name}() is not allowed")
+            if name == "replace" and isinstance(owner, str) and len(args) >= 2:
+                _check_replace(owner, str(args[0]), str(args[1]))
+        return _sized(super().call(__context, __obj, *args, **kwargs), f"{name}()")
+
+
+_PLAIN_TYPES = (str, bytes, int, float, bool, complex, list, tuple, dict, set, frozenset)
+
+
+def _check_replace(text: str, old: str, new: str) -> None:
+    grows = text.count(old) if old else len(text) + 1
+    if len(text) + grows * max(len(new) - len(old), 0) > MAX_VALUE_SIZE:
+        raise SecurityError("replace would build a value that is too large")
+
+
+def _join(value: Any, sep: str = "", attribute: Any = None) -> str:
+    items = [str(v) for v in value] if attribute is None else None
+    if items is None:
+        raise SecurityError("join(attribute=...) is not allowed in manifests")
+    size = sum(len(i) for i in items) + len(sep) * max(len(items) - 1, 0)
+    if size > MAX_VALUE_SIZE:
+        raise SecurityError("join would build a value that is too large")
+    return sep.join(items)
+
+
+def _replace(value: Any, old: str, new: str, count: int | None = None) -> str:
+    text = str(value)
+    _check_replace(text, old, new)
+    return text.replace(old, new) if count is None else text.replace(old, new, count)
 
 
 def _json_filter(value: Any) -> str:
@@ -164,6 +249,9 @@ _FILTERS: dict[str, Callable[..., Any]] = {
 def environment() -> jinja2.Environment:
     """A new sandboxed environment with the engine's filters."""
     env = _Env(undefined=jinja2.StrictUndefined, autoescape=False)
+    for name in [n for n in env.filters if n not in _SAFE_FILTERS]:
+        del env.filters[name]
+    env.filters.update({"join": _join, "replace": _replace})
     env.filters.update(_FILTERS)
     # Globals that could reach outside the data are removed.
     for name in ("cycler", "joiner", "namespace", "lipsum"):
@@ -174,8 +262,22 @@ def environment() -> jinja2.Environment:
 _ENV = environment()
 
 
-def _plain(value: Any) -> Any:
+# Work one render may do: $each iterations plus values converted to JSON data.
+MAX_WORK = 250_000
+_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("budget",
+                                                                           default=None)
+
+
+def _charge(budget: list[int] | None, units: int) -> None:
+    if budget is not None:
+        budget[0] -= units
+        if budget[0] < 0:
+            raise TemplateError(f"the template does too much work (over {MAX_WORK} steps)")
+
+
+def _plain(value: Any, budget: list[int] | None = None) -> Any:
     """Convert a rendered value to plain JSON data, or raise TemplateError."""
+    _charge(budget, 1)
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
@@ -191,10 +293,11 @@ def _plain(value: Any) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TemplateError(f"object keys must be strings, not {type(key).__name__}")
-            out[str(key)] = _plain(item)
+            out[str(key)] = _plain(item, budget)
         return out
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        _charge(budget, len(value))
+        return [_plain(item, budget) for item in value]
     raise TemplateError(f"a template produced a {type(value).__name__}, which is not JSON data")
 
 
@@ -219,7 +322,7 @@ class _Expr(Node):
     fn: Callable[..., Any]
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
-        return _plain(_guard(self.source, lambda: self.fn(**ctx)))
+        return _plain(_guard(self.source, lambda: self.fn(**ctx)), _BUDGET.get())
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +374,7 @@ class _Each(Node):
             return None
         if isinstance(items, (str, Mapping)) or not isinstance(items, list):
             raise TemplateError(f"$each needs a list, got {type(items).__name__}")
+        _charge(_BUDGET.get(), len(items))
         out: list[Any] = []
         for item in items:
             value = self.body.render({**ctx, self.name: item})
@@ -349,10 +453,21 @@ def _guard(source: str, fn: Callable[[], Any]) -> Any:
         raise TemplateError(f"{type(exc).__name__} in {source!r}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def compile_string(source: str) -> Node:
-    """Compile one string leaf."""
+    """Compile one string leaf (cached: nodes are immutable, manifests repeat leaves)."""
     if "{{" not in source and "{%" not in source and "{#" not in source:
         return _Literal(source)
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise TemplateError(f"template longer than {MAX_TEMPLATE_CHARS} characters: "
+                            f"{source[:60]!r}...")
+    try:
+        return _compile_checked(source)
+    except RecursionError:
+        raise TemplateError(f"template nested too deeply: {source[:60]!r}...") from None
+
+
+def _compile_checked(source: str) -> Node:
     try:
         tree = _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
@@ -361,6 +476,9 @@ def compile_string(source: str) -> Node:
         if not isinstance(stmt, jinja2.nodes.Output):
             raise TemplateError(f"only {{{{ expressions }}}} are allowed, not statements: "
                                 f"{source!r}")
+    if sum(1 for _ in tree.find_all(jinja2.nodes.Node)) > MAX_EXPRESSION_NODES:
+        raise TemplateError(f"expression too large (over {MAX_EXPRESSION_NODES} nodes): "
+                            f"{source[:60]!r}...")
     match = _EXPR_ONLY.match(source)
     if match and "{{" not in match["expr"] and "}}" not in match["expr"]:
         try:
@@ -439,7 +557,8 @@ def _compile_each(tree: Mapping[str, Any], path: tuple[str | int, ...]) -> Node:
 
 
 def render_checked(node: Node, ctx: Mapping[str, Any], what: str, provider: str) -> Any:
-    """Render and turn a TemplateError into a ManifestError naming where."""
+    """Render within a work budget; turn a TemplateError into a ManifestError naming where."""
+    token = _BUDGET.set([MAX_WORK])
     try:
         return node.render(ctx)
     except TemplateError as exc:
@@ -447,3 +566,5 @@ def render_checked(node: Node, ctx: Mapping[str, Any], what: str, provider: str)
         where = ".".join(str(p) for p in key)
         raise ManifestError(f"{where}: {exc}", provider=provider, key=key,
                             detail=str(exc)) from None
+    finally:
+        _BUDGET.reset(token)
