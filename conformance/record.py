@@ -173,6 +173,25 @@ async def _run(chat: Any, stream: bool) -> dict[str, Any]:
     return expect
 
 
+def _secret_forms(key: str, redact: Sequence[str]) -> list[bytes]:
+    forms = []
+    for secret in ([key] if key else []) + list(redact):
+        forms += [secret.encode(), urllib.parse.quote(secret, safe="").encode()]
+    return forms
+
+
+def _scrub_chunks(chunks: Sequence[bytes], key: str, redact: Sequence[str]) -> list[bytes]:
+    """The reads as recorded, unless a secret is in the joined body (even across reads):
+    then the redacted body as one read."""
+    body = b"".join(chunks)
+    forms = _secret_forms(key, redact)
+    if not any(form in body for form in forms):
+        return list(chunks)
+    for form in sorted(forms, key=len, reverse=True):
+        body = body.replace(form, b"<redacted>")
+    return [body]
+
+
 def _scrub(text: str, key: str, redact: Sequence[str]) -> str:
     if key:
         text = text.replace(key, "{api_key}").replace(urllib.parse.quote(key, safe=""),
@@ -195,10 +214,15 @@ def build_fixture(capture: Capture, expect: dict[str, Any], request: dict[str, A
                       if k.lower() in _ANSWER_HEADERS}
     body: Any = json.loads(capture.body) if capture.body else None
     answer: dict[str, Any] = {"status": capture.status, "headers": answer_headers}
+    chunks = _scrub_chunks(capture.chunks, key, redact)
+    notes = "chunks are the reads the client made; review 'expect'"
+    if len(chunks) != len(capture.chunks):
+        notes = ("the answer echoed a secret, so it was redacted and kept as one chunk (its "
+                 "read boundaries are lost); review 'expect'")
     try:
-        answer["chunks"] = [c.decode("utf-8") for c in capture.chunks]
+        answer["chunks"] = [c.decode("utf-8") for c in chunks]
     except UnicodeDecodeError:
-        answer["chunks_base64"] = [base64.b64encode(c).decode() for c in capture.chunks]
+        answer["chunks_base64"] = [base64.b64encode(c).decode() for c in chunks]
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     who = recorded_by or getpass.getuser()
     fixture = {
@@ -209,7 +233,7 @@ def build_fixture(capture: Capture, expect: dict[str, Any], request: dict[str, A
         "source": {"kind": "live-recording",
                    "origin": f"recorded by {who} with tools/record on {when} from "
                              f"{url.scheme}://{url.hostname}",
-                   "notes": "chunks are the reads the client made; review 'expect'"},
+                   "notes": notes},
         "request": request,
         "sent": {"method": capture.method, "path": _scrub(path, key, redact),
                  "headers": headers, "body": body},
@@ -233,11 +257,23 @@ def leaks(text: str, key: str, redact: Sequence[str] = ()) -> list[str]:
     return found
 
 
+def _answer_bytes(fixture: dict[str, Any]) -> bytes:
+    answer = fixture.get("answer") or {}
+    if "chunks_base64" in answer:
+        return b"".join(base64.b64decode(c) for c in answer["chunks_base64"])
+    return "".join(answer.get("chunks") or []).encode("utf-8")
+
+
 def write_fixture(fixture: dict[str, Any], out: Path, key: str,
                   redact: Sequence[str] = ()) -> None:
-    """Write *fixture* as YAML unless a secret would leak (then raise LeakError)."""
+    """Write *fixture* as YAML unless a secret would leak (then raise LeakError).
+
+    Checked: the file's text, and the answer's bytes joined and decoded (a
+    secret split across reads or hidden in base64 at any alignment).
+    """
     text = yaml.safe_dump(fixture, sort_keys=False, allow_unicode=True, width=100)
-    problems = leaks(text, key, redact)
+    joined = _answer_bytes(fixture).decode("utf-8", "replace")
+    problems = leaks(text, key, redact) + leaks(joined, key, redact)
     if problems:
         raise LeakError("refusing to write the fixture: " + "; ".join(sorted(set(problems))))
     out.parent.mkdir(parents=True, exist_ok=True)

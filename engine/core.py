@@ -105,7 +105,13 @@ class Core:
             raise EngineError("malformed_response", f"HTTP {raw.status} body is not JSON: "
                               f"{excerpt!r}", status=raw.status,
                               provider=self.provider, retryable=False) from None
-        return map_response(self.manifest, data, self.model)
+        try:
+            return map_response(self.manifest, data, self.model)
+        except (ValueError, TypeError, OverflowError, KeyError, AttributeError,
+                RecursionError) as exc:  # odd data reaching the mapping
+            raise EngineError("malformed_response", f"cannot map the response: "
+                              f"{type(exc).__name__}: {exc}", status=raw.status,
+                              provider=self.provider, retryable=False) from None
 
     def next_delay(self, error: EngineError, attempt: int, policy: RetryPolicy) -> float | None:
         """Seconds to wait before retrying, or None to give up on this model."""

@@ -15,7 +15,9 @@ secret from messages before they are stored.
 
 from __future__ import annotations
 
+import base64
 import threading
+import urllib.parse
 from typing import Any, Literal, get_args
 
 ErrorKind = Literal[
@@ -61,12 +63,15 @@ _REDACTED = "[REDACTED]"
 def register_secret(value: str | None) -> None:
     """Remember a secret so that :func:`redact` removes it from any text.
 
-    Very short values are ignored: redacting a one-letter "key" would mangle
-    every message.
+    Its URL-encoded and base64 forms are remembered too (a key in a query
+    string, a basic-auth header). Very short values are ignored: redacting a
+    one-letter "key" would mangle every message.
     """
     if value and len(value) >= 4:
+        forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
+                 base64.b64encode(value.encode()).decode().rstrip("=")}
         with _secrets_lock:
-            _secrets.add(value)
+            _secrets.update(forms)
 
 
 # A run this long of a secret's start counts as the secret: an excerpt cut

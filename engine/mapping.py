@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -95,6 +96,8 @@ def normalize_finish(manifest: Manifest, raw: Any, has_tool_calls: bool) -> Fini
 def _int(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EngineError("malformed_response", f"a token count is {value!r}")
     if isinstance(value, (int, float)):
         return int(value)
     return None

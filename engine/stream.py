@@ -285,6 +285,10 @@ class StreamDecoder:
                     break
         except EngineError as exc:
             return self._fail(exc)
+        except (ValueError, TypeError, OverflowError, KeyError, AttributeError,
+                RecursionError) as exc:  # odd data reaching the mapping: still the provider's
+            return self._fail(EngineError("malformed_response", f"cannot map a stream frame: "
+                                          f"{type(exc).__name__}: {exc}"))
         events, self._events = self._events, []
         return events
 
@@ -394,6 +398,8 @@ class StreamDecoder:
         message = text("message") or json.dumps(data)[:200]
         error = build_error(self._manifest, status, {}, message, event or text("code"),
                             text("type"), data)
+        if self._raw and self._raw[-1] is data:
+            self._raw.pop()  # the error is on the error; raw keeps what was answered
         error.partial = self.response
         return error
 

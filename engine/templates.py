@@ -99,10 +99,27 @@ MAX_EXPRESSION_NODES = 200
 MAX_TEMPLATE_CHARS = 8192
 
 
+def _weight(value: Any, limit: int = MAX_VALUE_SIZE + 1) -> int:
+    """Size of *value* written out (strings by length, containers deeply), up to *limit*.
+
+    A list can repeat one big string by reference: its length alone says nothing.
+    """
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, (list, tuple)):
+        return 1
+    total = len(value)
+    for item in value:
+        if total > limit:
+            break
+        total += _weight(item, limit - total)
+    return total
+
+
 def _made(value: Any) -> Any:
     """Charge a value the template manufactured (not passed in) to the work budget."""
     if isinstance(value, (str, list, tuple)):
-        _charge(_BUDGET.get(), len(value) // 64)
+        _charge(_BUDGET.get(), _weight(value) // 64)
     return value
 
 
@@ -141,10 +158,13 @@ class _Env(ImmutableSandboxedEnvironment):
         if op == "*":
             for seq, count in ((left, right), (right, left)):
                 if (isinstance(seq, (str, list, tuple)) and isinstance(count, int)
-                        and len(seq) * max(count, 0) > MAX_VALUE_SIZE):
+                        and _weight(seq) * max(count, 0) > MAX_VALUE_SIZE):
                     raise SecurityError("'*' would build a value that is too large")
             return _made(operator.mul(left, right))
-        return _made(_sized(operator.add(left, right), "'+'"))
+        result = operator.add(left, right)
+        if _weight(result) > MAX_VALUE_SIZE:
+            raise SecurityError("'+' would build a value that is too large")
+        return _made(result)
 
     def call(__self, __context: Any, __obj: Any, *args: Any,
              **kwargs: Any) -> Any:

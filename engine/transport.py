@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from .errors import EngineError
+from .errors import EngineError, redact
 from .request import PreparedRequest
 
 __all__ = [
@@ -37,6 +37,21 @@ __all__ = [
 ]
 
 log = logging.getLogger("engine")
+
+
+class _Redacting(logging.Filter):
+    """Removes registered secrets from httpx's own log lines (they print full URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_Redacting())
 AsyncHttpClient = httpx.AsyncClient  # what AiClient(http_client=...) accepts
 SyncHttpClient = httpx.Client  # what SyncAiClient(http_client=...) accepts
 MAX_BODY_BYTES = 32 * 1024 * 1024

@@ -192,7 +192,7 @@ class ChatResponse:
     tool_calls: list[ToolCall]
     finish_reason: FinishReason
     usage: Usage
-    raw: Any
+    raw: Any = field(repr=False)  # the provider's data: large, and may echo anything
     model: str = ""
     provider: str = ""
 
