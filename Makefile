@@ -40,6 +40,7 @@ test: venv validate lint unit conformance package
 bench: venv
 	$(BIN)/python tools/bench_framing.py
 	$(BIN)/python tools/bench_client.py
+	$(BIN)/python tools/bench_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
