@@ -212,6 +212,7 @@ class ToolCallRule:
     arguments: Path | None
     each: Path | None
     complete: bool
+    extra: Mapping[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,6 +600,8 @@ def _tool_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> ToolCallR
         arguments=c.path(spec.get("arguments"), (*key, "arguments")),
         each=c.path(spec.get("each"), (*key, "each")),
         complete=complete,
+        extra={name: p for name, expr in (spec.get("extra") or {}).items()
+               if (p := c.path(expr, (*key, "extra", name))) is not None},
     )
 
 

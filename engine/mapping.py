@@ -70,11 +70,14 @@ def tool_call_from(item: Any, provider: str) -> ToolCall:
                           provider=provider)
     call_id = item.get("id")
     raw = item.get("arguments")
+    extra = item.get("extra")
     return ToolCall(
         id=str(call_id) if call_id else synthesize_id(),
         name=str(item["name"]),
         arguments=parse_arguments(raw, provider),
         raw_arguments=raw if isinstance(raw, str) else None,
+        extra={k: v for k, v in extra.items() if v is not None}
+        if isinstance(extra, Mapping) else {},
     )
 
 

@@ -33,6 +33,7 @@ _TOOL_CALL = {
         "id": _PATH,
         "name": _PATH,
         "arguments": _PATH,
+        "extra": {"type": "dict", "valuesrules": _PATH},
         "complete": {"type": "boolean"},
     },
 }

@@ -175,7 +175,7 @@ _TYPE_NAMES: Mapping[type, str] = {
 class _Call:
     """One tool call being assembled."""
 
-    __slots__ = ("args", "fragments", "id", "index", "name", "open")
+    __slots__ = ("args", "extra", "fragments", "id", "index", "name", "open")
 
     def __init__(self, index: int, call_id: str, name: str) -> None:
         self.index = index
@@ -183,6 +183,7 @@ class _Call:
         self.name = name
         self.fragments: list[str] = []
         self.args: dict[str, Any] | None = None
+        self.extra: dict[str, Any] = {}
         self.open = True
 
 
@@ -416,8 +417,15 @@ class StreamDecoder:
 
     def _whole_call(self, rule: ToolCallRule, item: Any) -> None:
         call = self._start(None, self._search(rule.id, item), self._search(rule.name, item))
+        self._keep_extra(rule, call, item)
         self._add_arguments(call, self._search(rule.arguments, item))
         self._end_call(call)
+
+    def _keep_extra(self, rule: ToolCallRule, call: _Call, item: Any) -> None:
+        for name, path in rule.extra.items():
+            value = self._search(path, item)
+            if value is not None:
+                call.extra[name] = value
 
     def _fragment(self, rule: ToolCallRule, item: Any) -> None:
         call_id = self._search(rule.id, item)
@@ -432,6 +440,7 @@ class StreamDecoder:
             call = self._start(lookup, call_id, name)
         else:
             call.name = call.name or (str(name) if name else "")
+        self._keep_extra(rule, call, item)
         self._add_arguments(call, arguments)
 
     def _start(self, key: str | None, call_id: Any, name: Any) -> _Call:
@@ -471,7 +480,7 @@ class StreamDecoder:
         if not call.name:
             raise EngineError("malformed_response", f"tool call #{call.index} has no name",
                               provider=self._manifest.id)
-        return ToolCall(call.id, call.name, args, raw_arguments=raw)
+        return ToolCall(call.id, call.name, args, raw_arguments=raw, extra=dict(call.extra))
 
     def _end_call(self, call: _Call) -> None:
         tool_call = self._tool_call(call)

@@ -45,6 +45,9 @@ class ToolCall:
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     raw_arguments: str | None = field(default=None, compare=False, repr=False)
+    # Provider-opaque fields the manifest asks to keep and send back with the
+    # call (e.g. a signature that must accompany the call in the next turn).
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def arguments_json(self) -> str:
@@ -57,7 +60,8 @@ class ToolCall:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
     def to_context(self) -> dict[str, Any]:
-        return {**self.to_dict(), "arguments_json": self.arguments_json}
+        return {**self.to_dict(), "arguments_json": self.arguments_json,
+                "extra": dict(self.extra)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +145,9 @@ def _tool_call(value: ToolCall | Mapping[str, Any]) -> ToolCall:
         args = json.loads(args) if args.strip() else {}
     if not isinstance(args, dict):
         raise TypeError("tool call arguments must be a dict (or a JSON object string)")
+    extra = value.get("extra") or {}
     return ToolCall(id=str(value["id"]), name=str(value["name"]), arguments=args,
-                    raw_arguments=raw)
+                    raw_arguments=raw, extra=dict(extra))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +200,14 @@ class ChatResponse:
     raw: Any = field(repr=False)  # the provider's data: large, and may echo anything
     model: str = ""
     provider: str = ""
+
+    def to_message(self) -> Message:
+        """This answer as the assistant turn of the next request (for tool loops).
+
+        Tool calls keep their provider-opaque parts, so a provider that needs
+        them back (signatures) gets them.
+        """
+        return Message.assistant(self.content, tool_calls=self.tool_calls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,3 +237,30 @@ async def test_capabilities_refuse_before_sending():
             await client.chat().user("hi").tools([tool]).tool_choice("required").execute()
     assert info.value.kind == "invalid_request" and not info.value.retryable
     assert "tool_choice 'required'" in info.value.message and seen == []
+
+
+async def test_tool_loop_sends_back_the_provider_opaque_signature():
+    """Gemini: a functionCall's thoughtSignature must come back in the next turn."""
+    from pathlib import Path
+
+    body = json.loads((Path(__file__).parent / "data/responses/gemini_generate_tool_call.json")
+                      .read_text())
+    signature = body["candidates"][0]["content"]["parts"][0]["thoughtSignature"]
+    final = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Sunny."}]},
+                             "finishReason": "STOP"}]}
+    seen, handler = recorder([httpx.Response(200, json=body), httpx.Response(200, json=final)])
+    tool = {"name": "weather", "description": "Weather", "parameters": {
+        "type": "object", "properties": {"location": {"type": "string"}}}}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        client = await AiClient.create("gemini/gemini-2.5-flash", api_key="g-key-123",
+                                       http_client=http)
+        first = await client.chat().user("Weather in SF?").tools([tool]).execute()
+        [call] = first.tool_calls
+        assert call.extra == {"thoughtSignature": signature}
+        second = await (client.chat().user("Weather in SF?").message(first.to_message())
+                        .tool(call.id, "sunny").tools([tool]).execute())
+    model_turn = json.loads(seen[1].content)["contents"][1]
+    assert model_turn == {"role": "model", "parts": [{
+        "functionCall": {"name": "weather", "args": call.arguments},
+        "thoughtSignature": signature}]}
+    assert second.content == "Sunny."

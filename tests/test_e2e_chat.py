@@ -724,8 +724,12 @@ def tool_turns(provider: str, call: ToolCall, result: str) -> dict[str, Any]:
     if provider == "gemini":
         return {"systemInstruction": {"parts": [{"text": SYSTEM}]}, "contents": [
             {"role": "user", "parts": [{"text": USER}]},
+            # the call goes back with the thoughtSignature it came with (the recorded
+            # google-tool-call.json carries one on the functionCall part)
             {"role": "model", "parts": [{"functionCall": {"name": call.name,
-                                                          "args": call.arguments}}]},
+                                                          "args": call.arguments},
+                                         **({"thoughtSignature": call.extra["thoughtSignature"]}
+                                            if "thoughtSignature" in call.extra else {})}]},
             # the function NAME is resolved from the earlier call; response is an object
             {"role": "user", "parts": [{"functionResponse": {"name": call.name,
                                                              "response": {"result": result}}}]},
