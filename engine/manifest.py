@@ -371,8 +371,21 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+_validator: Any = None
+_validator_lock = threading.Lock()
+
+
 def _schema_problems(data: Mapping[str, Any], *, partial: bool) -> list[tuple[KeyPath, str]]:
-    validator = cerberus.Validator(SCHEMA, allow_unknown=False)
+    with _validator_lock:  # built once: cerberus checks the schema itself on construction
+        return _schema_problems_locked(data, partial=partial)
+
+
+def _schema_problems_locked(data: Mapping[str, Any], *,
+                            partial: bool) -> list[tuple[KeyPath, str]]:
+    global _validator
+    if _validator is None:
+        _validator = cerberus.Validator(SCHEMA, allow_unknown=False)
+    validator = _validator
     schema_doc = _without_nulls(data) if partial else {
         k: v for k, v in data.items() if k != "extends"}
     try:
