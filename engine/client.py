@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .core import Chain, Clock, Core, PerModel, Sleep, call_plan, split_model
@@ -218,6 +219,15 @@ class SyncChat(_Builder):
 C = TypeVar("C")
 
 
+@dataclass(frozen=True, slots=True)
+class _Try:
+    """Stream plan step: run one attempt of *prepared* on *core*, decoding with *decoder*."""
+
+    core: Core
+    prepared: PreparedRequest
+    decoder: StreamDecoder
+
+
 class _StreamBase(Generic[C]):
     """State of one streamed request (shared by the async and sync stream objects).
 
@@ -282,6 +292,33 @@ class _StreamBase(Generic[C]):
             return "next", 0.0
         return "raise", 0.0
 
+    def _steps(self) -> Generator[_Try | Sleep, EngineError | None, None]:
+        """Retries and fallbacks of one stream, as a sans-I/O plan.
+
+        Yields an attempt to run or a delay to wait; is resumed with the
+        attempt's error (None when it completed) and raises what must reach
+        the user. Shared by the async and sync streams.
+        """
+        self._started = self._chain.clock.monotonic()
+        attempts = 0
+        for index, core, prepared, policy in self._plan():
+            attempt = 0
+            while True:
+                decoder = self._decoder(core)
+                error = yield _Try(core, prepared, decoder)
+                if error is None:
+                    self._done(core, decoder, attempts + attempt + 1)
+                    return
+                action, delay = self._on_error(error, decoder, index, core, policy, attempt,
+                                               attempts)
+                if action == "raise":
+                    raise error
+                if action == "next":
+                    attempts += attempt + 1
+                    break
+                yield Sleep(delay)
+                attempt += 1
+
     def _decoder(self, core: Core) -> StreamDecoder:
         limits: Limits = self._client._transport.limits  # type: ignore[attr-defined]
         return StreamDecoder(core.manifest, core.model, max_frame_bytes=limits.max_frame_bytes)
@@ -311,27 +348,22 @@ class AsyncChatStream(_StreamBase["AiClient"]):
             await self._gen.aclose()  # type: ignore[attr-defined]
 
     async def _run(self) -> AsyncIterator[StreamEvent]:
-        self._started = self._chain.clock.monotonic()
-        attempts = 0
-        for index, core, prepared, policy in self._plan():
-            attempt = 0
-            while True:
-                decoder = self._decoder(core)
+        plan = self._steps()
+        step = next(plan)
+        while True:
+            outcome: EngineError | None = None
+            if isinstance(step, Sleep):
+                await self._chain.clock.asleep(step.seconds)
+            else:
                 try:
-                    async for event in self._attempt(core, prepared, decoder):
+                    async for event in self._attempt(step.core, step.prepared, step.decoder):
                         yield self._seen(event)
-                    self._done(core, decoder, attempts + attempt + 1)
-                    return
                 except EngineError as error:
-                    action, delay = self._on_error(error, decoder, index, core, policy,
-                                                   attempt, attempts)
-                    if action == "raise":
-                        raise
-                    if action == "next":
-                        attempts += attempt + 1
-                        break
-                    await self._chain.clock.asleep(delay)
-                    attempt += 1
+                    outcome = error
+            try:
+                step = plan.send(outcome)
+            except StopIteration:
+                return
 
     async def _attempt(self, core: Core, prepared: PreparedRequest,
                        decoder: StreamDecoder) -> AsyncIterator[StreamEvent]:
@@ -377,27 +409,22 @@ class SyncChatStream(_StreamBase["SyncAiClient"]):
             self._gen.close()  # type: ignore[attr-defined]
 
     def _run(self) -> Iterator[StreamEvent]:
-        self._started = self._chain.clock.monotonic()
-        attempts = 0
-        for index, core, prepared, policy in self._plan():
-            attempt = 0
-            while True:
-                decoder = self._decoder(core)
+        plan = self._steps()
+        step = next(plan)
+        while True:
+            outcome: EngineError | None = None
+            if isinstance(step, Sleep):
+                self._chain.clock.sleep(step.seconds)
+            else:
                 try:
-                    for event in self._attempt(core, prepared, decoder):
+                    for event in self._attempt(step.core, step.prepared, step.decoder):
                         yield self._seen(event)
-                    self._done(core, decoder, attempts + attempt + 1)
-                    return
                 except EngineError as error:
-                    action, delay = self._on_error(error, decoder, index, core, policy,
-                                                   attempt, attempts)
-                    if action == "raise":
-                        raise
-                    if action == "next":
-                        attempts += attempt + 1
-                        break
-                    self._chain.clock.sleep(delay)
-                    attempt += 1
+                    outcome = error
+            try:
+                step = plan.send(outcome)
+            except StopIteration:
+                return
 
     def _attempt(self, core: Core, prepared: PreparedRequest,
                  decoder: StreamDecoder) -> Iterator[StreamEvent]:
