@@ -22,7 +22,7 @@ from typing import Any
 import cerberus
 
 from engine.errors import KINDS, ManifestError
-from engine.yamlsrc import format_path, load_yaml
+from engine.manifest.yamlsrc import format_path, load_yaml
 
 __all__ = [
     "API_KEY",

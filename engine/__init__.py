@@ -22,7 +22,7 @@ _EXPORTS = {
     "SyncChat": "client",
     "AsyncChatStream": "client",
     "SyncChatStream": "client",
-    "Clock": "client",
+    "Clock": "clock",
     "EngineError": "errors",
     "ManifestError": "errors",
     "KINDS": "errors",
@@ -33,10 +33,10 @@ _EXPORTS = {
     "ChatResponse": "types",
     "ChatRequest": "types",
     "Stats": "types",
-    "StreamEvent": "stream",
+    "StreamEvent": "events",
     "RetryPolicy": "retry",
-    "Timeouts": "transport",
-    "Limits": "transport",
+    "Timeouts": "io.transport",
+    "Limits": "io.transport",
 }
 
 __all__ = [
@@ -68,15 +68,15 @@ if TYPE_CHECKING:
         AiClient,
         AsyncChat,
         AsyncChatStream,
-        Clock,
         SyncAiClient,
         SyncChat,
         SyncChatStream,
     )
+    from .clock import Clock
     from .errors import KINDS, EngineError, ManifestError
+    from .events import StreamEvent
+    from .io.transport import Limits, Timeouts
     from .retry import RetryPolicy
-    from .stream import StreamEvent
-    from .transport import Limits, Timeouts
     from .types import ChatRequest, ChatResponse, Message, Stats, Tool, ToolCall, Usage
 
 

@@ -1,9 +1,10 @@
 """The public client: :class:`AiClient` (async) and :class:`SyncAiClient` (blocking).
 
-Both are thin loops around the shared, I/O-free :class:`~engine.core.Chain`
-of :class:`~engine.core.Core` objects that render requests, interpret
-responses, classify errors and decide retries and fallbacks; they differ only
-in how they wait and read (``await`` or not). A client holds one
+Both build the same sans-I/O plan (:mod:`engine.protocol.plan`) over a
+:class:`~engine.protocol.plan.Chain` of targets, which renders requests,
+interprets responses, classifies errors and decides retries and fallbacks,
+and hand it to a driver (:mod:`engine.io.drivers`) that only performs its
+steps; they differ only in how they wait and read (``await`` or not). A client holds one
 connection pool (its transport) and no per-request state: every call builds
 its own request, decoder and accumulator, so concurrent calls never share
 anything mutable.
@@ -11,34 +12,33 @@ anything mutable.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
 
-from .core import Chain, Clock, Core, PerModel, Sleep, call_plan, split_model
+from .clock import Clock
 from .errors import EngineError
-from .manifest import Manifest
-from .request import PreparedRequest, normalize_tool_choice
-from .retry import RetryPolicy
-from .stream import StreamDecoder, StreamEvent
-from .transport import (
+from .events import StreamEvent
+from .io.drivers import call_async, call_sync, stream_async, stream_sync
+from .io.transport import (
     AsyncHttpClient,
     AsyncTransport,
     Limits,
-    RawResponse,
     SyncHttpClient,
     SyncTransport,
     Timeouts,
 )
+from .manifest.load import load_manifest
+from .manifest.model import Manifest
+from .protocol.plan import Chain, PerModel, Target, call_plan, split_model, stream_plan
+from .protocol.render import normalize_tool_choice
+from .retry import RetryPolicy
 from .types import ChatRequest, ChatResponse, Message, Stats, Tool
 
 __all__ = ["AiClient", "AsyncChat", "AsyncChatStream", "Clock", "SyncAiClient", "SyncChat",
            "SyncChatStream", "split_model"]
 
 log = logging.getLogger("engine")
-ERROR_BODY_LIMIT = 1024 * 1024
 
 
 # ---------------------------------------------------------------- chat builder
@@ -145,8 +145,8 @@ class _Builder:
         return ChatRequest(tuple(self._messages), dict(self._params), self._tools,
                            self._tool_choice, dict(self._extra))
 
-    def _policy(self, core: Core) -> RetryPolicy:
-        return core.policy.with_overrides(**self._retry) if self._retry else core.policy
+    def _policy(self, target: Target) -> RetryPolicy:
+        return target.policy.with_overrides(**self._retry) if self._retry else target.policy
 
 
 class AsyncChat(_Builder):
@@ -161,22 +161,9 @@ class AsyncChat(_Builder):
         return response
 
     async def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
-        chain, transport = self._client._chain, self._client._transport
+        chain = self._client._chain
         plan = call_plan(chain, self.build(), self._policy)
-        step = next(plan)
-        while True:
-            outcome: RawResponse | EngineError | None = None
-            if isinstance(step, Sleep):
-                await chain.clock.asleep(step.seconds)
-            else:
-                try:
-                    outcome = await transport.send(step.prepared, step.core.provider)
-                except EngineError as error:
-                    outcome = error
-            try:
-                step = plan.send(outcome)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        return await call_async(plan, self._client._transport, chain.clock)  # type: ignore[no-any-return]
 
     def stream(self) -> AsyncChatStream:
         return AsyncChatStream(self._client, self.build(), self)
@@ -193,22 +180,9 @@ class SyncChat(_Builder):
         return self.execute_with_stats()[0]
 
     def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
-        chain, transport = self._client._chain, self._client._transport
+        chain = self._client._chain
         plan = call_plan(chain, self.build(), self._policy)
-        step = next(plan)
-        while True:
-            outcome: RawResponse | EngineError | None = None
-            if isinstance(step, Sleep):
-                chain.clock.sleep(step.seconds)
-            else:
-                try:
-                    outcome = transport.send(step.prepared, step.core.provider)
-                except EngineError as error:
-                    outcome = error
-            try:
-                step = plan.send(outcome)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        return call_sync(plan, self._client._transport, chain.clock)  # type: ignore[no-any-return]
 
     def stream(self) -> SyncChatStream:
         return SyncChatStream(self._client, self.build(), self)
@@ -216,125 +190,46 @@ class SyncChat(_Builder):
 
 # ---------------------------------------------------------------- streams
 
-C = TypeVar("C")
+class _StreamBase:
+    """One streamed request: its plan, and its result once the plan finished."""
 
-
-@dataclass(frozen=True, slots=True)
-class _Try:
-    """Stream plan step: run one attempt of *prepared* on *core*, decoding with *decoder*."""
-
-    core: Core
-    prepared: PreparedRequest
-    decoder: StreamDecoder
-
-
-class _StreamBase(Generic[C]):
-    """State of one streamed request (shared by the async and sync stream objects).
-
-    Walks the chain: retries and falls back only until the first event was
-    delivered; after that every error is raised as it comes.
-    """
-
-    def __init__(self, client: C, chain: Chain, request: ChatRequest, builder: _Builder) -> None:
-        self._client = client
+    def __init__(self, chain: Chain, request: ChatRequest, builder: _Builder,
+                 max_frame_bytes: int) -> None:
+        # Every model's request is rendered now, so a bad request fails at .stream().
+        self._plan = stream_plan(chain, request, builder._policy, max_frame_bytes)
         self._chain = chain
-        self._request = request
-        self._builder = builder
-        # Render every model's request now, so a bad request fails at .stream().
-        self._prepared = [core.prepare(request, stream=True) for core in chain.cores]
-        self._response: ChatResponse | None = None
-        self._stats: Stats | None = None
-        self._started = 0.0
-        self._ttft: float | None = None
-        self._delivered = False
+        self._result: tuple[ChatResponse, Stats] | None = None
+
+    def _finished(self, value: tuple[ChatResponse, Stats]) -> None:
+        self._result = value
 
     @property
     def response(self) -> ChatResponse:
         """The accumulated response; available once the stream was read to the end."""
-        if self._response is None:
+        if self._result is None:
             raise EngineError("invalid_request", "the stream has not finished yet",
                               retryable=False)
-        return self._response
+        return self._result[0]
 
     @property
     def stats(self) -> Stats:
-        if self._stats is None:
+        if self._result is None:
             raise EngineError("invalid_request", "the stream has not finished yet",
                               retryable=False)
-        return self._stats
-
-    def _seen(self, event: StreamEvent) -> StreamEvent:
-        self._delivered = True
-        if self._ttft is None and event.is_content_delta:
-            self._ttft = self._chain.clock.monotonic()
-        return event
-
-    def _done(self, core: Core, decoder: StreamDecoder, attempts: int) -> None:
-        self._response = decoder.response
-        self._stats = core.stats(self._response, self._started, attempts, self._ttft)
-
-    def _plan(self) -> Iterator[tuple[int, Core, PreparedRequest, RetryPolicy]]:
-        for index, core in enumerate(self._chain.cores):
-            yield index, core, self._prepared[index], self._builder._policy(core)
-
-    def _on_error(self, error: EngineError, decoder: StreamDecoder, index: int, core: Core,
-                  policy: RetryPolicy, attempt: int, attempts: int) -> tuple[str, float]:
-        """(``"retry"`` and the delay) or ``"next"`` (fall back) or ``"raise"``."""
-        if error.partial is None and self._delivered:
-            error.partial = decoder.response
-        error.attempts = attempts + attempt + 1
-        if self._delivered:
-            return "raise", 0.0
-        delay = core.next_delay(error, attempt, policy)
-        if delay is not None:
-            return "retry", delay
-        if self._chain.falls_back(error, index, policy, attempts + attempt + 1):
-            return "next", 0.0
-        return "raise", 0.0
-
-    def _steps(self) -> Generator[_Try | Sleep, EngineError | None, None]:
-        """Retries and fallbacks of one stream, as a sans-I/O plan.
-
-        Yields an attempt to run or a delay to wait; is resumed with the
-        attempt's error (None when it completed) and raises what must reach
-        the user. Shared by the async and sync streams.
-        """
-        self._started = self._chain.clock.monotonic()
-        attempts = 0
-        for index, core, prepared, policy in self._plan():
-            attempt = 0
-            while True:
-                decoder = self._decoder(core)
-                error = yield _Try(core, prepared, decoder)
-                if error is None:
-                    self._done(core, decoder, attempts + attempt + 1)
-                    return
-                action, delay = self._on_error(error, decoder, index, core, policy, attempt,
-                                               attempts)
-                if action == "raise":
-                    raise error
-                if action == "next":
-                    attempts += attempt + 1
-                    break
-                yield Sleep(delay)
-                attempt += 1
-
-    def _decoder(self, core: Core) -> StreamDecoder:
-        limits: Limits = self._client._transport.limits  # type: ignore[attr-defined]
-        return StreamDecoder(core.manifest, core.model, max_frame_bytes=limits.max_frame_bytes)
+        return self._result[1]
 
 
-class AsyncChatStream(_StreamBase["AiClient"]):
+class AsyncChatStream(_StreamBase):
     """``async for event in stream`` yields :class:`StreamEvent`; then read ``.response``."""
 
     def __init__(self, client: AiClient, request: ChatRequest, builder: _Builder) -> None:
-        super().__init__(client, client._chain, request, builder)
-        self._gen: AsyncIterator[StreamEvent] | None = None
+        super().__init__(client._chain, request, builder,
+                         client._transport.limits.max_frame_bytes)
+        self._events = stream_async(self._plan, client._transport, client._chain.clock,
+                                    self._finished)
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        if self._gen is None:
-            self._gen = self._run()
-        return self._gen
+        return self._events
 
     async def __aenter__(self) -> AsyncChatStream:
         return self
@@ -344,58 +239,20 @@ class AsyncChatStream(_StreamBase["AiClient"]):
 
     async def aclose(self) -> None:
         """Stop reading and release the connection."""
-        if self._gen is not None:
-            await self._gen.aclose()  # type: ignore[attr-defined]
-
-    async def _run(self) -> AsyncIterator[StreamEvent]:
-        plan = self._steps()
-        step = next(plan)
-        while True:
-            outcome: EngineError | None = None
-            if isinstance(step, Sleep):
-                await self._chain.clock.asleep(step.seconds)
-            else:
-                try:
-                    async for event in self._attempt(step.core, step.prepared, step.decoder):
-                        yield self._seen(event)
-                except EngineError as error:
-                    outcome = error
-            try:
-                step = plan.send(outcome)
-            except StopIteration:
-                return
-
-    async def _attempt(self, core: Core, prepared: PreparedRequest,
-                       decoder: StreamDecoder) -> AsyncIterator[StreamEvent]:
-        async with self._client._transport.open(prepared, core.provider) as handle:
-            if handle.status >= 400:
-                body = await _read_limited(handle.chunks)
-                raise core.error_for(handle.status, handle.headers, body)
-            async for chunk in handle.chunks:
-                for event in decoder.feed(chunk):
-                    yield event
-                if decoder.error is not None:
-                    raise decoder.error
-                if decoder.done:
-                    await _drain(handle.chunks, DRAIN_SECONDS)
-                    break
-            for event in decoder.close():
-                yield event
-            if decoder.error is not None:
-                raise decoder.error
+        await self._events.aclose()  # type: ignore[attr-defined]
 
 
-class SyncChatStream(_StreamBase["SyncAiClient"]):
+class SyncChatStream(_StreamBase):
     """``for event in stream`` yields :class:`StreamEvent`; then read ``.response``."""
 
     def __init__(self, client: SyncAiClient, request: ChatRequest, builder: _Builder) -> None:
-        super().__init__(client, client._chain, request, builder)
-        self._gen: Iterator[StreamEvent] | None = None
+        super().__init__(client._chain, request, builder,
+                         client._transport.limits.max_frame_bytes)
+        self._events = stream_sync(self._plan, client._transport, client._chain.clock,
+                                   self._finished)
 
     def __iter__(self) -> Iterator[StreamEvent]:
-        if self._gen is None:
-            self._gen = self._run()
-        return self._gen
+        return self._events
 
     def __enter__(self) -> SyncChatStream:
         return self
@@ -405,89 +262,7 @@ class SyncChatStream(_StreamBase["SyncAiClient"]):
 
     def close(self) -> None:
         """Stop reading and release the connection."""
-        if self._gen is not None:
-            self._gen.close()  # type: ignore[attr-defined]
-
-    def _run(self) -> Iterator[StreamEvent]:
-        plan = self._steps()
-        step = next(plan)
-        while True:
-            outcome: EngineError | None = None
-            if isinstance(step, Sleep):
-                self._chain.clock.sleep(step.seconds)
-            else:
-                try:
-                    for event in self._attempt(step.core, step.prepared, step.decoder):
-                        yield self._seen(event)
-                except EngineError as error:
-                    outcome = error
-            try:
-                step = plan.send(outcome)
-            except StopIteration:
-                return
-
-    def _attempt(self, core: Core, prepared: PreparedRequest,
-                 decoder: StreamDecoder) -> Iterator[StreamEvent]:
-        with self._client._transport.open(prepared, core.provider) as handle:
-            if handle.status >= 400:
-                body = b"".join(_iter_limited(handle.chunks))
-                raise core.error_for(handle.status, handle.headers, body)
-            for chunk in handle.chunks:
-                yield from decoder.feed(chunk)
-                if decoder.error is not None:
-                    raise decoder.error
-                if decoder.done:
-                    _drain_sync(handle.chunks)
-                    break
-            yield from decoder.close()
-            if decoder.error is not None:
-                raise decoder.error
-
-
-# After the end marker, read what is left (a few bytes at most from a sane
-# server) so the connection goes back to the pool; past the limits, drop it.
-DRAIN_LIMIT = 64 * 1024
-DRAIN_SECONDS = 0.25
-
-
-async def _drain(chunks: AsyncIterator[bytes], seconds: float) -> None:
-    async def read() -> None:
-        size = 0
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > DRAIN_LIMIT:
-                return
-
-    try:
-        await asyncio.wait_for(read(), seconds)
-    except asyncio.TimeoutError:
-        return
-
-
-def _drain_sync(chunks: Iterator[bytes]) -> None:
-    size = 0
-    for chunk in chunks:
-        size += len(chunk)
-        if size > DRAIN_LIMIT:
-            return
-
-
-async def _read_limited(chunks: AsyncIterator[bytes]) -> bytes:
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) >= ERROR_BODY_LIMIT:
-            break
-    return bytes(body[:ERROR_BODY_LIMIT])
-
-
-def _iter_limited(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    size = 0
-    for chunk in chunks:
-        yield chunk
-        size += len(chunk)
-        if size >= ERROR_BODY_LIMIT:
-            return
+        self._events.close()  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- clients
@@ -514,8 +289,8 @@ class AiClient:
                      retry: RetryPolicy | None = None, clock: Clock | None = None,
                      limits: Limits | None = None) -> AiClient:
         """``api_key`` and ``base_url`` may map a provider or model id to its value."""
-        chain = Chain(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
-                      retry=retry, clock=clock)
+        chain = Chain(model, load_manifest, api_key=api_key, base_url=base_url,
+                      max_retries=max_retries, retry=retry, clock=clock)
         return cls(chain, AsyncTransport(timeout, http_client, limits))
 
     @property
@@ -529,7 +304,7 @@ class AiClient:
     @property
     def models(self) -> list[str]:
         """Every ``provider/model`` of the chain, in order."""
-        return [repr(core) for core in self._chain.cores]
+        return [repr(target) for target in self._chain.targets]
 
     @property
     def manifest(self) -> Manifest:
@@ -569,8 +344,8 @@ class SyncAiClient:
                timeout: float | Timeouts | None = 60.0, http_client: SyncHttpClient | None = None,
                retry: RetryPolicy | None = None, clock: Clock | None = None,
                limits: Limits | None = None) -> SyncAiClient:
-        chain = Chain(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
-                      retry=retry, clock=clock)
+        chain = Chain(model, load_manifest, api_key=api_key, base_url=base_url,
+                      max_retries=max_retries, retry=retry, clock=clock)
         return cls(chain, SyncTransport(timeout, http_client, limits))
 
     @property
@@ -583,7 +358,7 @@ class SyncAiClient:
 
     @property
     def models(self) -> list[str]:
-        return [repr(core) for core in self._chain.cores]
+        return [repr(target) for target in self._chain.targets]
 
     @property
     def manifest(self) -> Manifest:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import EngineError
-from .manifest import check
+from .manifest.check import check
 
 __all__ = ["collect", "main", "validate_paths"]
 

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from engine.classify import classify
 from engine.errors import KINDS, EngineError, redact, register_secret
 from engine.manifest import load_manifest
+from engine.protocol.classify import classify
 from engine.retry import RetryPolicy, parse_duration, parse_retry_value
 
 

@@ -1,4 +1,4 @@
-"""Tests of engine.framing: every framer, split invariance, recordings, limits, fuzz."""
+"""Tests of engine.protocol.framing: every framer, split invariance, recordings, limits, fuzz."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import EngineError
-from engine.framing import (
+from engine.protocol.framing import (
     DEFAULT_MAX_FRAME_BYTES,
     FRAMERS,
     Frame,

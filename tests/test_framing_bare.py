@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import EngineError
-from engine.framing import make_framer
+from engine.protocol.framing import make_framer
 
 # Shape of the body logged in diegosouzapw/OmniRoute#4177: SSE events (CRLF),
 # then the error envelope pretty-printed with no "data:" and no blank line.

@@ -6,7 +6,7 @@ or an :class:`EngineError` — never another exception, never a hang.
 * ``StreamDecoder`` for every shipped manifest: random bytes, and mutations
   (byte-level and JSON-level) of real recorded streams, fed at random split
   points. Errors must land in ``decoder.error`` (the sans-I/O contract).
-* ``engine.mapping.map_response`` for every manifest: any JSON value (with
+* ``engine.protocol.accumulate.map_whole`` for every manifest: any JSON value (with
   the ``NaN``/``Infinity`` that ``json.loads`` accepts) and mutations of the
   real bodies in ``tests/data/responses`` (dropped keys, wrong types, nulls).
 * ``engine.classify.classify`` on arbitrary status, headers and body.
@@ -35,15 +35,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from decoding import Fed as StreamDecoder
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine import AiClient, EngineError, SyncAiClient
-from engine.classify import classify
 from engine.client import Clock
+from engine.events import StreamEvent
 from engine.manifest import Manifest, clear_cache, load_manifest
-from engine.mapping import map_response
-from engine.stream import StreamDecoder, StreamEvent
+from engine.protocol.accumulate import map_whole as map_response
+from engine.protocol.classify import classify
 from engine.types import ChatResponse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -557,11 +558,11 @@ ATHERIS_HARNESS = textwrap.dedent(r"""
     import atheris
 
     with atheris.instrument_imports(include=["engine"]):
-        from engine.classify import classify
+        from engine.protocol.classify import classify
         from engine.errors import EngineError
         from engine.manifest import load_manifest
-        from engine.mapping import map_response
-        from engine.stream import StreamDecoder
+        from engine.protocol.accumulate import map_whole as map_response
+        from engine.protocol.decode import END, NEED_DATA, StreamDecoder
 
     PROVIDERS = ["openai", "anthropic", "gemini", "deepseek", "ollama"]
     MANIFESTS = [load_manifest(p) for p in PROVIDERS]
@@ -574,10 +575,14 @@ ATHERIS_HARNESS = textwrap.dedent(r"""
         if what == 0:
             decoder = StreamDecoder(m, "model", max_frame_bytes=65536)
             cut = len(rest) // 2
-            for piece in (rest[:cut], rest[cut:]):
-                decoder.feed(piece)
-            decoder.close()
-            assert decoder.error is None or isinstance(decoder.error, EngineError)
+            try:
+                for piece in (rest[:cut], rest[cut:], b""):
+                    if piece or not rest[cut:] or piece is b"":
+                        decoder.receive_data(piece)
+                    while decoder.next_event() not in (NEED_DATA, END):
+                        pass
+            except EngineError:
+                pass
         elif what == 1:
             try:
                 value = json.loads(rest.decode("utf-8", "replace"))

@@ -31,8 +31,8 @@ import pytest
 import yaml
 
 from engine import AiClient, EngineError
-from engine import templates as engine_templates
 from engine.manifest import clear_cache
+from engine.manifest import templates as engine_templates
 from engine.validate import validate_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -461,7 +461,7 @@ def test_no_unsafe_yaml_loader_anywhere_in_the_engine():
                     if isinstance(base, ast.Attribute) and base.attr in unsafe_names:
                         problems.append(f"{where}: class {node.name}({base.attr})")
     assert problems == []
-    from engine import yamlsrc
+    from engine.manifest import yamlsrc
 
     loader = yamlsrc._Loader
     assert issubclass(loader, yaml.constructor.SafeConstructor)

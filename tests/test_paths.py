@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.paths import PathError, compile_path
+from engine.manifest.paths import PathError, compile_path
 
 ROOT = FsPath(__file__).resolve().parent.parent
 PATH_KEYS = {"content", "thinking", "tool_calls", "finish_reason", "when", "key", "id",

@@ -509,7 +509,8 @@ async def test_fallback_chain_that_succeeds_last(mode, call, engine_logs):
 
 def test_prepared_request_and_client_reprs(qauth):
     """``PreparedRequest``/client reprs for bearer, header and query schemes hide the key."""
-    from engine.core import Chain
+    from engine.manifest import load_manifest
+    from engine.protocol.plan import Chain
     from engine.types import ChatRequest, Message
 
     request = ChatRequest((Message.user("hi"),))
@@ -517,7 +518,8 @@ def test_prepared_request_and_client_reprs(qauth):
     for model, key in [("openai/gpt-4o", SENTINEL), ("anthropic/claude-3-5-haiku-20241022",
                                                      SENTINEL), (f"{qauth}/m", SENTINEL),
                        (f"{qauth}/m", SPECIAL)]:
-        chain = Chain(model, api_key=key, base_url=None, max_retries=0, retry=None, clock=None)
+        chain = Chain(model, load_manifest, api_key=key, base_url=None, max_retries=0,
+                      retry=None, clock=None)
         for stream in (False, True):
             prepared = chain.primary.prepare(request, stream)
             texts += [repr(prepared), str(prepared), prepared.describe(), repr(chain),

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from decoding import Fed as StreamDecoder
 
 from engine import AiClient, EngineError
 from engine.manifest import clear_cache, load_manifest
-from engine.stream import StreamDecoder
 
 REC = Path(__file__).resolve().parent.parent / "conformance" / "recordings"
 
@@ -58,7 +58,7 @@ chat:
     eof_ok: true
     events:
       - event: [throttlingException, validationException, internalServerException]
-        error: {message: message, code_from_event: true}
+        error: {message: message, code: frame().event}
       - event: contentBlockDelta
         content: delta.text
         thinking: delta.reasoningContent.text

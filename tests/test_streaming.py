@@ -28,14 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from decoding import Fed as StreamDecoder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conformance.server import ReplayServer, ScriptedResponse
 from engine import AiClient, EngineError, SyncAiClient
 from engine.client import Clock
+from engine.events import StreamEvent
 from engine.manifest import load_manifest
-from engine.stream import StreamDecoder, StreamEvent
 
 RECORDINGS = Path(__file__).parent.parent / "conformance" / "recordings"
 NDJSON = "application/x-ndjson"

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.manifest import load_manifest
-from engine.request import prepare
-from engine.templates import TemplateError, compile_tree
+from engine.manifest.templates import TemplateError, compile_tree
+from engine.protocol.render import prepare
 from engine.types import ChatRequest, Message
 
 

@@ -226,7 +226,7 @@ def test_validate_never_raises_on_arbitrary_input(tmp_path, doc, raw):
 def test_regexes_that_backtrack_are_searched_in_bounded_time(tmp_path, monkeypatch):
     import time
 
-    from engine.classify import classify
+    from engine.protocol.classify import classify
 
     text = MINIMAL.format(id="ex") + textwrap.dedent("""\
         errors:

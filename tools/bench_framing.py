@@ -1,4 +1,4 @@
-"""Throughput benchmark of engine.framing (not a test).
+"""Throughput benchmark of engine.protocol.framing (not a test).
 
 Builds ~20 MB bodies by replicating recorded streams, feeds them in 4 KiB
 chunks and prints MB/s and frames/s, best of N runs:
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.framing import make_framer  # noqa: E402
+from engine.protocol.framing import make_framer  # noqa: E402
 
 REC = ROOT / "conformance" / "recordings"
 SSE_SOURCES = ("openai_chat_stream_toolcall.sse", "anthropic_stream_thinking_padded.sse")

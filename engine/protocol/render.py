@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import EngineError, ManifestError, redact
-from .manifest import AuthSpec, Manifest, deep_merge
-from .templates import Node, TemplateError, render_checked
-from .types import ChatRequest, Message, Tool, ToolCall
+from ..errors import EngineError, ManifestError, redact
+from ..manifest.merge import deep_merge
+from ..manifest.model import Manifest
+from ..manifest.templates import Node, render_checked
+from ..types import ChatRequest
+from .auth import AUTH_SCHEMES
 
 __all__ = [
-    "AUTH_SCHEMES",
     "PARAMS",
     "PreparedRequest",
     "build_context",
-    "dry_run",
+    "check_capabilities",
     "normalize_tool_choice",
     "prepare",
 ]
@@ -52,37 +53,6 @@ class PreparedRequest:
 
     def __repr__(self) -> str:
         return f"PreparedRequest({self.describe()!r}, stream={self.stream})"
-
-
-# ---------------------------------------------------------------- auth schemes
-
-AuthFn = Callable[[AuthSpec, str, dict[str, str], dict[str, str]], None]
-
-
-def _bearer(spec: AuthSpec, key: str, headers: dict[str, str], query: dict[str, str]) -> None:
-    headers["authorization"] = f"Bearer {key}"
-
-
-def _header(spec: AuthSpec, key: str, headers: dict[str, str], query: dict[str, str]) -> None:
-    assert spec.header is not None  # guaranteed by manifest validation
-    headers[spec.header.lower()] = f"{spec.prefix}{key}"
-
-
-def _query(spec: AuthSpec, key: str, headers: dict[str, str], query: dict[str, str]) -> None:
-    assert spec.param is not None  # guaranteed by manifest validation
-    query[spec.param] = key
-
-
-def _none(spec: AuthSpec, key: str, headers: dict[str, str], query: dict[str, str]) -> None:
-    return None
-
-
-AUTH_SCHEMES: Mapping[str, AuthFn] = {
-    "bearer": _bearer,
-    "header": _header,
-    "query": _query,
-    "none": _none,
-}
 
 
 # ---------------------------------------------------------------- context
@@ -212,46 +182,3 @@ def _apply_auth(manifest: Manifest, api_key: str | None, headers: dict[str, str]
         return ()
     AUTH_SCHEMES[auth.scheme](auth, api_key, headers, query)
     return (api_key,)
-
-
-# ---------------------------------------------------------------- dry run
-
-def _samples() -> list[ChatRequest]:
-    call = ToolCall(id="call_1", name="get_weather", arguments={"city": "Paris"})
-    tool = Tool("get_weather", "Get the weather", {"type": "object", "properties": {
-        "city": {"type": "string"}}, "required": ["city"]})
-    full = (
-        Message.system("Be brief."),
-        Message.user("What is the weather in Paris?"),
-        Message.assistant("", tool_calls=[call]),
-        Message.tool("call_1", "22C"),
-        Message.assistant("It is 22C."),
-        Message.user("Thanks"),
-    )
-    params = {"temperature": 0.5, "max_tokens": 10, "top_p": 0.9, "stop": ["END"], "seed": 1}
-    return [
-        ChatRequest((Message.user("Hi"),)),
-        ChatRequest(full, params, (tool,), "auto"),
-        ChatRequest(full, params, (tool,), "required"),
-        ChatRequest(full, {}, (tool,), {"name": "get_weather"}),
-        ChatRequest(full, {}, (tool,), "none"),
-    ]
-
-
-def dry_run(manifest: Manifest) -> list[tuple[tuple[str | int, ...], str]]:
-    """Render every request template against sample requests; report failures."""
-    models = ["sample-model", *manifest.models]
-    for request in _samples():
-        for model in models:
-            for stream in (False, True) if manifest.stream else (False,):
-                # The first failure is reported; the same template would fail again.
-                try:
-                    prepare(manifest, request, model, api_key="sk-dry-run-key", stream=stream)
-                except ManifestError as exc:
-                    return [(exc.key or ("chat",), exc.detail)]
-                except TemplateError as exc:
-                    return [(("chat", *exc.path), str(exc))]
-                except EngineError as exc:
-                    if exc.kind != "invalid_request":
-                        return [(("chat",), exc.message)]
-    return []

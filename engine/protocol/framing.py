@@ -65,7 +65,7 @@ from itertools import repeat
 from types import MappingProxyType
 from typing import Protocol
 
-from engine.errors import EngineError
+from ..errors import EngineError
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import KINDS
-from .types import FINISH_REASONS
+from ..errors import KINDS
+from ..protocol.auth import AUTH_SCHEMES as _AUTH_REGISTRY
+from ..protocol.framing import FRAMERS
+from ..types import FINISH_REASONS
 
 __all__ = ["AUTH_SCHEMES", "FRAMINGS", "SCHEMA", "USAGE_FIELDS"]
 
-AUTH_SCHEMES = ("bearer", "header", "query", "none")
-FRAMINGS = ("sse", "sse-bare-json", "ndjson", "json-array", "eventstream", "json")
+AUTH_SCHEMES = tuple(_AUTH_REGISTRY)
+FRAMINGS = tuple(FRAMERS)
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens",
                 "cached_tokens", "reasoning_tokens")
 
@@ -56,8 +58,7 @@ _EVENT_RULE = {
         "usage": _USAGE,
         "error": {
             "type": "dict",
-            "schema": {"message": _PATH, "code": _PATH, "type": _PATH, "status": _PATH,
-                       "code_from_event": {"type": "boolean"}},
+            "schema": {"message": _PATH, "code": _PATH, "type": _PATH, "status": _PATH},
         },
         "end": {"type": "boolean"},
     },
@@ -106,8 +107,12 @@ _ERROR_RULE = {
         "code": {"type": ["string", "integer", "list"]},
         "type": _STR_OR_LIST,
         "message_matches": {"type": "string", "empty": False},
-        "kind": {"type": "string", "allowed": sorted(KINDS), "required": True},
+        "headers": {"type": "dict", "empty": False,
+                    "keysrules": {"type": "string", "regex": r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"},
+                    "valuesrules": {"type": "string", "empty": False}},
+        "kind": {"type": "string", "allowed": sorted(KINDS)},
         "retryable": {"type": "boolean"},
+        "retry": {"type": "string", "allowed": ["always", "never"]},
     },
 }
 
@@ -199,7 +204,6 @@ SCHEMA: dict[str, Any] = {
             "type": _PATH,
             "rules": {"type": "list", "schema": _ERROR_RULE},
             "retry_after": {"type": "list", "schema": _RETRY_HINT},
-            "should_retry_header": {"type": "string", "empty": False},
         },
     },
 }

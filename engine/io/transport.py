@@ -1,37 +1,42 @@
 """The one I/O seam: the only module that imports httpx.
 
-:class:`AsyncTransport` and :class:`SyncTransport` send a
-:class:`~engine.request.PreparedRequest` and return the status, lower-cased
-headers and body (whole, or as an iterator of decoded byte chunks for
-streams). Every httpx exception is translated into an :class:`EngineError`
-here (``timeout``, ``connection``, ``malformed_response``); nothing from httpx
-escapes. A transport owns its ``httpx`` client unless one was handed in, in
-which case closing the transport leaves that client open.
+:class:`AsyncTransport` and :class:`SyncTransport` carry out the plan's
+wire steps (:mod:`engine.protocol.plan`): ``send`` a
+:class:`~engine.protocol.render.PreparedRequest` and read the whole answer
+(:class:`RawResponse`), or ``open`` it and read the body chunk by chunk from
+the returned :class:`AsyncOpened` / :class:`SyncOpened` (``read``,
+``read_all``, a bounded ``drain``, ``close``). Every httpx exception is
+translated into an :class:`EngineError` here (``timeout``, ``connection``,
+``malformed_response``); nothing from httpx escapes. A transport owns its
+``httpx`` client unless one was handed in, in which case closing the
+transport leaves that client open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
+import socket
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from .errors import EngineError, redact
-from .request import PreparedRequest
+from ..errors import EngineError, redact
+from ..protocol.plan import Head, RawResponse
+from ..protocol.render import PreparedRequest
 
 __all__ = [
     "MAX_BODY_BYTES",
     "AsyncHttpClient",
+    "AsyncOpened",
     "AsyncTransport",
     "Limits",
-    "RawResponse",
-    "StreamHandle",
     "SyncHttpClient",
+    "SyncOpened",
     "SyncTransport",
     "Timeouts",
 ]
@@ -118,22 +123,6 @@ class Limits:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class RawResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StreamHandle:
-    """An open response: status, headers and the body still to be read."""
-
-    status: int
-    headers: dict[str, str]
-    chunks: Any  # AsyncIterator[bytes] or Iterator[bytes]
-
-
 def _translate(exc: Exception, provider: str | None) -> EngineError:
     """The EngineError for an httpx (or socket) exception."""
     name = type(exc).__name__
@@ -169,6 +158,55 @@ def _too_big(provider: str | None, limit: int) -> EngineError:
                        retryable=False)
 
 
+class AsyncOpened:
+    """An open async response: its head, and the body still to be read."""
+
+    def __init__(self, response: httpx.Response, provider: str | None,
+                 deadline: _Deadline) -> None:
+        self.head = Head(response.status_code, _headers(response))
+        self._response = response
+        self._provider = provider
+        self._deadline = deadline
+        self._chunks = response.aiter_bytes()
+
+    async def read(self) -> bytes:
+        """The next decoded chunk; ``b""`` at the end of the body."""
+        try:
+            return await asyncio.wait_for(self._chunks.__anext__(), self._deadline.left())
+        except StopAsyncIteration:
+            return b""
+        except httpx.HTTPError as exc:
+            raise _translate(exc, self._provider) from None
+        except asyncio.TimeoutError:
+            raise self._deadline.error(self._provider) from None
+
+    async def read_all(self, limit: int) -> bytes:
+        body = bytearray()
+        while len(body) < limit:
+            chunk = await self.read()
+            if not chunk:
+                break
+            body += chunk
+        return bytes(body[:limit])
+
+    async def drain(self, max_bytes: int, seconds: float) -> None:
+        """Read the rest within the bounds so the connection can be reused; never raises."""
+        async def rest() -> None:
+            size = 0
+            async for chunk in self._chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    return
+
+        try:
+            await asyncio.wait_for(rest(), seconds)
+        except (asyncio.TimeoutError, httpx.HTTPError):
+            return
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
 class AsyncTransport:
     """Async HTTP via one pooled ``httpx.AsyncClient``."""
 
@@ -181,17 +219,18 @@ class AsyncTransport:
         self._client = http_client or httpx.AsyncClient(timeout=self._timeouts.to_httpx())
 
     async def send(self, req: PreparedRequest, provider: str | None = None) -> RawResponse:
-        async with self.open(req, provider) as handle:
+        opened = await self.open(req, provider)
+        try:
             body = bytearray()
-            async for chunk in handle.chunks:
+            while chunk := await opened.read():
                 body += chunk
                 if len(body) > self.limits.max_body_bytes:
                     raise _too_big(provider, self.limits.max_body_bytes)
-            return RawResponse(handle.status, handle.headers, bytes(body))
+            return RawResponse(opened.head.status, opened.head.headers, bytes(body))
+        finally:
+            await opened.aclose()
 
-    @asynccontextmanager
-    async def open(self, req: PreparedRequest,
-                   provider: str | None = None) -> AsyncIterator[StreamHandle]:
+    async def open(self, req: PreparedRequest, provider: str | None = None) -> AsyncOpened:
         log.debug("-> %s", req.describe())
         started = time.monotonic()
         deadline = _Deadline(self._timeouts.total)
@@ -203,36 +242,94 @@ class AsyncTransport:
             raise _translate(exc, provider) from None
         except asyncio.TimeoutError:
             raise deadline.error(provider) from None
-        try:
-            log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
-                      (time.monotonic() - started) * 1000.0)
-            yield StreamHandle(response.status_code, _headers(response),
-                               self._chunks(response, provider, deadline))
-        finally:
-            await response.aclose()
-
-    async def _chunks(self, response: httpx.Response, provider: str | None,
-                      deadline: _Deadline) -> AsyncIterator[bytes]:
-        chunks = response.aiter_bytes()
-        try:
-            if deadline.at is None:
-                async for chunk in chunks:
-                    yield chunk
-                return
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(chunks.__anext__(), deadline.left())
-                except StopAsyncIteration:
-                    return
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise _translate(exc, provider) from None
-        except asyncio.TimeoutError:
-            raise deadline.error(provider) from None
+        log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
+                  (time.monotonic() - started) * 1000.0)
+        return AsyncOpened(response, provider, deadline)
 
     async def aclose(self) -> None:
         if self._owned:
             await self._client.aclose()
+
+
+class SyncOpened:
+    """An open blocking response: its head, and the body still to be read."""
+
+    def __init__(self, response: httpx.Response, provider: str | None,
+                 deadline: _Deadline) -> None:
+        self.head = Head(response.status_code, _headers(response))
+        self._response = response
+        self._provider = provider
+        self._deadline = deadline
+        self._chunks = response.iter_bytes()
+
+    def read(self) -> bytes:
+        """The next decoded chunk; ``b""`` at the end of the body."""
+        try:
+            chunk = next(self._chunks, b"")
+        except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.TimeoutException) and self._deadline.left() == 0.0:
+                raise self._deadline.error(self._provider) from None
+            raise _translate(exc, self._provider) from None
+        if chunk and self._deadline.left() == 0.0:
+            raise self._deadline.error(self._provider)
+        return chunk
+
+    def read_all(self, limit: int) -> bytes:
+        body = bytearray()
+        while len(body) < limit:
+            chunk = self.read()
+            if not chunk:
+                break
+            body += chunk
+        return bytes(body[:limit])
+
+    def drain(self, max_bytes: int, seconds: float) -> None:
+        """Read the rest within the bounds so the connection can be reused; never raises.
+
+        A blocking read cannot be given a new time limit once the body started,
+        so the rest is read by a worker; past *seconds* the socket is shut down
+        under it and the connection is dropped instead of reused.
+        """
+        done = _drainer().submit(self._drain, max_bytes)
+        try:
+            done.result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            self._abort()
+            with contextlib.suppress(Exception):
+                done.result(timeout=1.0)
+        except Exception:  # a drain never fails the answer
+            return
+
+    def _drain(self, max_bytes: int) -> None:
+        size = 0
+        with contextlib.suppress(Exception):
+            for chunk in self._chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    return
+
+    def _abort(self) -> None:
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._response.close()
+
+
+_drain_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_drain_lock = threading.Lock()
+
+
+def _drainer() -> concurrent.futures.ThreadPoolExecutor:
+    global _drain_pool
+    with _drain_lock:
+        if _drain_pool is None:
+            _drain_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="engine-drain")
+        return _drain_pool
 
 
 class SyncTransport:
@@ -247,16 +344,18 @@ class SyncTransport:
         self._client = http_client or httpx.Client(timeout=self._timeouts.to_httpx())
 
     def send(self, req: PreparedRequest, provider: str | None = None) -> RawResponse:
-        with self.open(req, provider) as handle:
+        opened = self.open(req, provider)
+        try:
             body = bytearray()
-            for chunk in handle.chunks:
+            while chunk := opened.read():
                 body += chunk
                 if len(body) > self.limits.max_body_bytes:
                     raise _too_big(provider, self.limits.max_body_bytes)
-            return RawResponse(handle.status, handle.headers, bytes(body))
+            return RawResponse(opened.head.status, opened.head.headers, bytes(body))
+        finally:
+            opened.close()
 
-    @contextmanager
-    def open(self, req: PreparedRequest, provider: str | None = None) -> Iterator[StreamHandle]:
+    def open(self, req: PreparedRequest, provider: str | None = None) -> SyncOpened:
         log.debug("-> %s", req.describe())
         started = time.monotonic()
         deadline = _Deadline(self._timeouts.total)
@@ -267,25 +366,9 @@ class SyncTransport:
             if isinstance(exc, httpx.TimeoutException) and deadline.left() == 0.0:
                 raise deadline.error(provider) from None
             raise _translate(exc, provider) from None
-        try:
-            log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
-                      (time.monotonic() - started) * 1000.0)
-            yield StreamHandle(response.status_code, _headers(response),
-                               self._chunks(response, provider, deadline))
-        finally:
-            response.close()
-
-    def _chunks(self, response: httpx.Response, provider: str | None,
-                deadline: _Deadline) -> Iterator[bytes]:
-        try:
-            for chunk in response.iter_bytes():
-                if deadline.left() == 0.0:
-                    raise deadline.error(provider)
-                yield chunk
-        except httpx.HTTPError as exc:
-            if isinstance(exc, httpx.TimeoutException) and deadline.left() == 0.0:
-                raise deadline.error(provider) from None
-            raise _translate(exc, provider) from None
+        log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
+                  (time.monotonic() - started) * 1000.0)
+        return SyncOpened(response, provider, deadline)
 
     def close(self) -> None:
         if self._owned:

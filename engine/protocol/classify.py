@@ -4,8 +4,10 @@ The manifest's ``errors`` section says where the message, code and type sit
 in the decoded body and gives ordered rules (first match wins; all of a
 rule's conditions must hold). When no rule matches, generic HTTP semantics
 decide (:data:`STATUS_KINDS`). Retry hints are read from the sources the
-manifest lists, in order; ``should_retry_header`` lets the provider force the
-retry decision either way.
+manifest lists, in order. A rule may also match response headers, and its
+``retry`` outcome (``always`` / ``never``) is the provider's own instruction,
+which overrides the policy's retryable kinds. Each outcome (kind, retryable,
+retry) is decided by the first matching rule that gives it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import DEFAULT_RETRYABLE, EngineError, ErrorKind, redact
-from .manifest import ErrorRule, ErrorSpec, Manifest
-from .paths import Path, PathError
-from .retry import parse_retry_value
+from ..errors import DEFAULT_RETRYABLE, EngineError, ErrorKind, redact
+from ..manifest.model import ErrorRule, ErrorSpec, Manifest
+from ..manifest.paths import Path, PathError
+from ..retry import parse_retry_value
 
 __all__ = ["STATUS_KINDS", "build_error", "classify", "decode_json", "kind_for_status"]
 
@@ -79,13 +81,17 @@ def _text(value: Any) -> str | None:
 
 
 def _rule_matches(rule: ErrorRule, status: int | None, code: str | None, etype: str | None,
-                  message: str) -> bool:
+                  message: str, headers: Mapping[str, str]) -> bool:
     if rule.status is not None and status not in rule.status:
         return False
     if rule.codes is not None and code not in rule.codes:
         return False
     if rule.types is not None and etype not in rule.types:
         return False
+    for name, pattern in rule.headers:
+        value = headers.get(name)
+        if value is None or not pattern.search(value):
+            return False
     return rule.message is None or bool(rule.message.search(message))
 
 
@@ -127,19 +133,27 @@ def build_error(manifest: Manifest, status: int | None, headers: Mapping[str, st
                 message: str, code: str | None, etype: str | None, data: Any) -> EngineError:
     """Apply the manifest's rules to already-extracted error facts."""
     spec = manifest.errors
-    kind: ErrorKind = kind_for_status(status)
+    kind: ErrorKind | None = None
     retryable: bool | None = None
+    forced: bool | None = None
     for rule in spec.rules:
-        if _rule_matches(rule, status, code, etype, message):
-            kind = rule.kind  # type: ignore[assignment]  # schema allows only KINDS
+        if not _rule_matches(rule, status, code, etype, message, headers):
+            continue
+        if kind is None and rule.kind is not None:
+            kind = rule.kind  # type: ignore[assignment]  # the schema allows only KINDS
+            if retryable is None:
+                retryable = rule.retryable
+        elif retryable is None and rule.kind is None:
             retryable = rule.retryable
+        if forced is None:
+            forced = rule.retry
+        if kind is not None and forced is not None:
             break
-    if retryable is None:
+    kind = kind or kind_for_status(status)
+    if forced is not None:
+        retryable = forced
+    elif retryable is None:
         retryable = kind in DEFAULT_RETRYABLE
-    forced = headers.get(spec.should_retry_header.lower()) if spec.should_retry_header else None
-    decision = forced.strip().lower() if forced is not None else None
-    if decision in ("true", "false"):
-        retryable = decision == "true"
     error = EngineError(
         kind,
         message,
@@ -149,8 +163,7 @@ def build_error(manifest: Manifest, status: int | None, headers: Mapping[str, st
         retry_after=_retry_after(spec, headers, data, message),
         code=code or etype,
     )
-    if decision in ("true", "false"):
-        error.retry_forced = retryable
+    error.retry_forced = forced
     return error
 
 

@@ -46,7 +46,7 @@ import jinja2.nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import ManifestError
+from ..errors import ManifestError
 
 __all__ = [
     "MAX_VALUE_SIZE",

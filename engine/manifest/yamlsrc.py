@@ -17,25 +17,12 @@ from typing import Any
 
 import yaml
 
-from .errors import ManifestError
+from ..errors import ManifestError
+from .locate import MAX_YAML_BYTES, KeyPath, format_path
 
-MAX_YAML_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 
-KeyPath = tuple[str | int, ...]
-
 __all__ = ["MAX_YAML_BYTES", "KeyPath", "format_path", "load_yaml"]
-
-
-def format_path(path: KeyPath) -> str:
-    """``("chat", "request", 0)`` -> ``chat.request[0]``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top)"
 
 
 # libyaml when available (the pure-Python parser is about 10x slower).

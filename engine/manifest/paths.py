@@ -3,7 +3,7 @@
 :func:`compile_path` parses an expression at manifest load time (raising
 :class:`PathError` on bad syntax) and turns its syntax tree into nested Python
 closures for the node types manifests use on the hot path (fields, indexes,
-sub-expressions, ``!``, ``&&``, ``||``, ``==``/``!=``, literals); any other
+sub-expressions, ``!``, ``&&``, ``||``, ``==``/``!=``, literals, ``frame()``); any other
 node is evaluated by jmespath's own interpreter, so semantics are exactly
 jmespath's (a property test checks the two agree). :meth:`Path.search` never
 raises anything but :class:`PathError` (a type error inside an expression on
@@ -12,6 +12,7 @@ odd data is a data problem the caller classifies as ``malformed_response``).
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,10 @@ import jmespath.functions
 import jmespath.parser
 import jmespath.visitor
 
-__all__ = ["Path", "PathError", "compile_path"]
+__all__ = ["Path", "PathError", "compile_path", "current_frame"]
+
+# The stream frame being mapped, for ``frame()``; set by the stream mapper.
+current_frame: contextvars.ContextVar[Any] = contextvars.ContextVar("frame", default=None)
 
 
 class PathError(Exception):
@@ -36,6 +40,19 @@ class _Functions(jmespath.functions.Functions):
     def _func_lower_eq(self, value: str | None, other: str) -> bool:
         """Case-insensitive string equality: ``lower_eq(type, 'Error')``."""
         return value is not None and value.lower() == other.lower()
+
+    @jmespath.functions.signature()
+    def _func_frame(self) -> Any:
+        """The envelope of the stream frame being read: ``frame().event``."""
+        return _envelope(current_frame.get())
+
+
+def _envelope(frame: Any) -> Any:
+    if frame is None:
+        return None
+    meta = dict(frame.meta)
+    return {"event": frame.event, "id": meta.get("id"), "data": frame.data, "meta": meta,
+            "offset": frame.offset}
 
 
 _OPTIONS = jmespath.Options(custom_functions=_Functions())
@@ -128,6 +145,8 @@ def _compile(node: Any) -> Getter:
         return _and(_compile(children[0]), _compile(children[1]))
     if kind == "or_expression":
         return _or(_compile(children[0]), _compile(children[1]))
+    if kind == "function_expression" and node["value"] == "frame" and not children:
+        return lambda data: _envelope(current_frame.get())
     if kind == "comparator" and node["value"] in ("eq", "ne"):
         return _equals(_compile(children[0]), _compile(children[1]), node["value"] == "ne")
     return lambda data: _INTERPRETER.visit(node, data)

@@ -1,0 +1,362 @@
+"""Turn a validated, merged manifest mapping into the frozen model. No cerberus.
+
+:func:`compile_manifest` compiles every template, JMESPath expression and
+regex once and builds :class:`~engine.manifest.model.Manifest`; structural
+problems the schema cannot express (a rule without an action, a scheme
+without its header) are reported to a :class:`Problems` collector instead of
+raised, so one run reports all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..retry import RetryPolicy
+from .locate import KeyPath, RawDoc, format_path
+from .merge import deep_merge
+from .model import (
+    TOOL_CHOICE_MODES,
+    AuthSpec,
+    ChatSpec,
+    ErrorRule,
+    ErrorSpec,
+    EventRule,
+    Manifest,
+    Matcher,
+    ResponseSpec,
+    RetryHint,
+    StreamSpec,
+    ToolCallRule,
+    Variant,
+)
+from .paths import Path, PathError, compile_path
+from .patterns import Pattern, PatternError, compile_pattern
+from .schema import USAGE_FIELDS
+from .templates import Node, TemplateError, compile_tree
+
+__all__ = ["Problems", "compile_manifest"]
+
+
+class Problems:
+    """Collects problems as ``file:line: key.path: message``, located via the chain."""
+
+    def __init__(self, chain: list[RawDoc]) -> None:
+        self.chain = chain
+        self.problems: list[str] = []
+
+    def add(self, key: KeyPath, message: str) -> None:
+        for doc in self.chain:
+            line = doc.lines.get(key)
+            if line is not None:
+                self.problems.append(f"{doc.path}:{line}: {format_path(key)}: {message}")
+                return
+        doc = self.chain[0]
+        line = doc.line_of(key) or 1
+        self.problems.append(f"{doc.path}:{line}: {format_path(key)}: {message}")
+
+
+class _Compiler:
+    """Builds compiled objects, reporting problems instead of raising."""
+
+    def __init__(self, report: Problems) -> None:
+        self.report = report
+
+    def path(self, expr: Any, key: KeyPath) -> Path | None:
+        if expr is None:
+            return None
+        try:
+            return compile_path(expr)
+        except PathError as exc:
+            self.report.add(key, str(exc))
+            return None
+
+    def tree(self, tree: Any, key: KeyPath) -> Node | None:
+        try:
+            return compile_tree(tree)
+        except TemplateError as exc:
+            self.report.add((*key, *exc.path), str(exc))
+            return None
+
+    def regex(self, source: Any, key: KeyPath) -> Pattern | None:
+        if source is None:
+            return None
+        try:
+            return compile_pattern(source)
+        except PatternError as exc:
+            self.report.add(key, str(exc))
+            return None
+
+    def usage(self, spec: Mapping[str, Any] | None, key: KeyPath) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for name in USAGE_FIELDS:
+            compiled = self.path((spec or {}).get(name), (*key, name))
+            if compiled is not None:
+                out[name] = compiled
+        return out
+
+
+def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
+    """The compiled manifest for merged, schema-valid *data*; problems go to *report*."""
+    c = _Compiler(report)
+    chat = data["chat"]
+    auth = _auth(data["auth"], report)
+    response = _response(c, chat["response"])
+    stream = _stream(c, chat.get("stream"))
+    stream_body = (chat.get("stream") or {}).get("body") or {} if stream is not None else None
+    variants = _variants(c, chat, stream_body)
+    empty = compile_tree({})
+    spec = ChatSpec(
+        method=chat.get("method", "POST"),
+        path=c.tree(chat["path"], ("chat", "path")) or empty,
+        query=c.tree(chat["query"], ("chat", "query")) if "query" in chat else None,
+        response=response,
+        stream=stream,
+        variants=variants,
+    )
+    caps = data.get("capabilities") or {}
+    return Manifest(
+        id=data["id"],
+        name=data.get("name", data["id"]),
+        source=str(report.chain[0].path) if report.chain else "",
+        base_url=data["base_url"].rstrip("/"),
+        headers=c.tree(data["headers"], ("headers",)) if data.get("headers") else None,
+        auth=auth,
+        chat=spec,
+        finish_reasons=dict(data.get("finish_reasons") or {}),
+        errors=_errors(c, data.get("errors") or {}),
+        retry=_retry(data.get("retry") or {}),
+        models={k: dict(v or {}) for k, v in (data.get("models") or {}).items()},
+        tools=caps.get("tools", True),
+        stream=caps.get("stream", stream is not None) and stream is not None,
+        tool_choice_modes=frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
+        stream_errors=_stream_errors(caps, stream, report),
+    )
+
+
+def _stream_errors(caps: Mapping[str, Any], stream: StreamSpec | None,
+                   report: Problems) -> bool:
+    """Whether the provider reports errors inside a stream (it has an error rule)."""
+    has_rule = stream is not None and any(r.error is not None for r in stream.events)
+    declared = caps.get("stream_errors")
+    if declared is True and not has_rule:
+        report.add(("capabilities", "stream_errors"), "true, but no chat.stream event rule "
+                   "has an 'error' action")
+    if declared is False and has_rule:
+        report.add(("capabilities", "stream_errors"), "false, but a chat.stream event rule "
+                   "has an 'error' action")
+    return has_rule if declared is None else bool(declared)
+
+
+def _auth(spec: Mapping[str, Any], report: Problems) -> AuthSpec:
+    scheme = spec["scheme"]
+    if scheme == "header" and not spec.get("header"):
+        report.add(("auth", "scheme"), "scheme 'header' needs auth.header")
+    if scheme == "query" and not spec.get("param"):
+        report.add(("auth", "scheme"), "scheme 'query' needs auth.param")
+    if scheme != "none" and not spec.get("env"):
+        report.add(("auth",), "auth.env must list at least one environment variable")
+    for name, allowed in (("header", {"header"}), ("param", {"query"}),
+                          ("prefix", {"header"})):
+        if name in spec and scheme not in allowed:
+            report.add(("auth", name), f"not used by scheme {scheme!r}")
+    return AuthSpec(
+        scheme=scheme,
+        header=spec.get("header"),
+        prefix=spec.get("prefix", ""),
+        param=spec.get("param"),
+        env=tuple(spec.get("env") or ()),
+        required=spec.get("required", scheme != "none"),
+    )
+
+
+def _response(c: _Compiler, spec: Mapping[str, Any]) -> ResponseSpec:
+    key = ("chat", "response")
+    return ResponseSpec(
+        content=c.path(spec.get("content"), (*key, "content")),
+        thinking=c.path(spec.get("thinking"), (*key, "thinking")),
+        tool_calls=c.path(spec.get("tool_calls"), (*key, "tool_calls")),
+        finish_reason=c.path(spec.get("finish_reason"), (*key, "finish_reason")),
+        usage=c.usage(spec.get("usage"), (*key, "usage")),
+        error=c.path(spec.get("error"), (*key, "error")),
+    )
+
+
+def _matcher(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> Matcher:
+    events = spec.get("event")
+    if isinstance(events, str):
+        events = [events]
+    return Matcher(
+        events=frozenset(events) if events else None,
+        data=spec.get("data"),
+        when=c.path(spec.get("when"), (*key, "when")),
+    )
+
+
+def _event_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> EventRule:
+    actions = {"content", "thinking", "tool_call", "tool_call_end", "finish_reason",
+               "usage", "error", "end"}
+    if not actions & set(spec):
+        c.report.add(key, "an event rule needs at least one action "
+                          f"({', '.join(sorted(actions))})")
+    if not {"event", "data", "when"} & set(spec):
+        c.report.add(key, "an event rule needs a condition (event, data or when)")
+    tool = spec.get("tool_call")
+    error = spec.get("error")
+    end_key = (spec.get("tool_call_end") or {}).get("key")
+    return EventRule(
+        match=_matcher(c, spec, key),
+        content=c.path(spec.get("content"), (*key, "content")),
+        thinking=c.path(spec.get("thinking"), (*key, "thinking")),
+        tool_call=_tool_rule(c, tool, (*key, "tool_call")) if tool else None,
+        tool_call_end=c.path(end_key, (*key, "tool_call_end", "key")),
+        finish_reason=c.path(spec.get("finish_reason"), (*key, "finish_reason")),
+        usage=c.usage(spec.get("usage"), (*key, "usage")),
+        error={name: p for name, expr in (error or {}).items()
+               if (p := c.path(expr, (*key, "error", name))) is not None}
+        if error is not None else None,
+        end=bool(spec.get("end", False)),
+    )
+
+
+def _tool_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> ToolCallRule:
+    complete = bool(spec.get("complete", False))
+    if not complete and "key" not in spec and "id" not in spec:
+        c.report.add(key, "a fragment tool_call rule needs 'key' or 'id' "
+                          "(or complete: true for whole calls)")
+    if complete and "name" not in spec:
+        c.report.add(key, "a complete tool_call rule needs 'name'")
+    return ToolCallRule(
+        key=c.path(spec.get("key"), (*key, "key")),
+        id=c.path(spec.get("id"), (*key, "id")),
+        name=c.path(spec.get("name"), (*key, "name")),
+        arguments=c.path(spec.get("arguments"), (*key, "arguments")),
+        each=c.path(spec.get("each"), (*key, "each")),
+        complete=complete,
+        extra={name: p for name, expr in (spec.get("extra") or {}).items()
+               if (p := c.path(expr, (*key, "extra", name))) is not None},
+    )
+
+
+def _stream(c: _Compiler, spec: Mapping[str, Any] | None) -> StreamSpec | None:
+    if spec is None:
+        return None
+    key: KeyPath = ("chat", "stream")
+    if "framing" not in spec:
+        c.report.add(key, "stream needs 'framing'")
+    if not spec.get("events"):
+        c.report.add(key, "stream needs at least one rule in 'events'")
+    if not spec.get("end") and not spec.get("eof_ok") and not any(
+            r.get("end") for r in spec.get("events") or []):
+        c.report.add(key, "stream needs an end condition ('end', an event with end: true, "
+                          "or eof_ok: true)")
+    return StreamSpec(
+        path=c.tree(spec["path"], (*key, "path")) if "path" in spec else None,
+        query=c.tree(spec["query"], (*key, "query")) if "query" in spec else None,
+        headers=c.tree(spec["headers"], (*key, "headers")) if spec.get("headers") else None,
+        framing=spec.get("framing", "sse"),
+        end=tuple(_matcher(c, m, (*key, "end", i)) for i, m in enumerate(spec.get("end") or [])),
+        eof_ok=bool(spec.get("eof_ok", False)),
+        ignore=tuple(_matcher(c, m, (*key, "ignore", i))
+                     for i, m in enumerate(spec.get("ignore") or [])),
+        events=tuple(_event_rule(c, r, (*key, "events", i))
+                     for i, r in enumerate(spec.get("events") or [])),
+    )
+
+
+def _variants(c: _Compiler, chat: Mapping[str, Any], stream_body: Any) -> tuple[
+        Variant, ...]:
+    base_body = chat["body"] or {}
+    out: list[Variant] = []
+    for i, override in enumerate(chat.get("overrides") or []):
+        key: KeyPath = ("chat", "overrides", i)
+        body = deep_merge(base_body, override.get("body") or {})
+        stream_extra = deep_merge(stream_body or {}, override.get("stream_body") or {})
+        if "stream_body" in override and stream_body is None:
+            c.report.add((*key, "stream_body"), "the manifest has no chat.stream section")
+        out.append(_variant(c, c.regex(override["match"], (*key, "match")), body,
+                            stream_extra if stream_body is not None else None, key))
+    out.append(_variant(c, None, base_body, stream_body, ("chat",)))
+    return tuple(out)
+
+
+def _variant(c: _Compiler, pattern: Pattern | None, body: Any, stream_body: Any,
+             key: KeyPath) -> Variant:
+    empty = compile_tree({})
+    compiled = c.tree(body, (*key, "body")) or empty
+    streamed = None
+    if stream_body is not None:
+        streamed = c.tree(deep_merge(body, stream_body), (*key, "body")) or empty
+    return Variant(pattern, compiled, streamed)
+
+
+RULE_CONDITIONS = ("status", "code", "type", "message_matches", "headers")
+RULE_OUTCOMES = ("kind", "retryable", "retry")
+
+
+def _errors(c: _Compiler, spec: Mapping[str, Any]) -> ErrorSpec:
+    key: KeyPath = ("errors",)
+    rules = [_error_rule(c, rule, (*key, "rules", i))
+             for i, rule in enumerate(spec.get("rules") or [])]
+    hints = []
+    for i, hint in enumerate(spec.get("retry_after") or []):
+        hkey = (*key, "retry_after", i)
+        if not {"header", "path", "message_matches"} & set(hint):
+            c.report.add(hkey, "a retry hint needs one of header, path, message_matches")
+        hints.append(RetryHint(
+            header=hint.get("header"),
+            path=c.path(hint.get("path"), (*hkey, "path")),
+            message=c.regex(hint.get("message_matches"), (*hkey, "message_matches")),
+            unit=hint.get("unit", "auto"),
+        ))
+    return ErrorSpec(
+        message=c.path(spec.get("message"), (*key, "message")),
+        code=c.path(spec.get("code"), (*key, "code")),
+        type=c.path(spec.get("type"), (*key, "type")),
+        rules=tuple(rules),
+        retry_after=tuple(hints),
+    )
+
+
+def _error_rule(c: _Compiler, rule: Mapping[str, Any], key: KeyPath) -> ErrorRule:
+    if not set(RULE_CONDITIONS) & set(rule):
+        c.report.add(key, f"a rule needs a condition ({', '.join(RULE_CONDITIONS)})")
+    if not set(RULE_OUTCOMES) & set(rule):
+        c.report.add(key, f"a rule needs an outcome ({', '.join(RULE_OUTCOMES)})")
+    headers = []
+    for name, pattern in (rule.get("headers") or {}).items():
+        compiled = c.regex(pattern, (*key, "headers", name))
+        if compiled is not None:
+            headers.append((str(name).lower(), compiled))
+    retry = rule.get("retry")
+    return ErrorRule(
+        kind=rule.get("kind"),
+        status=_set(rule.get("status"), int),
+        codes=_set(rule.get("code"), str),
+        types=_set(rule.get("type"), str),
+        message=c.regex(rule.get("message_matches"), (*key, "message_matches")),
+        headers=tuple(headers),
+        retryable=rule.get("retryable"),
+        retry=None if retry is None else retry == "always",
+    )
+
+
+def _set(value: Any, conv: type) -> frozenset[Any] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    return frozenset(conv(v) for v in items)
+
+
+def _retry(spec: Mapping[str, Any]) -> RetryPolicy:
+    default = RetryPolicy()
+    return RetryPolicy(
+        max_retries=spec.get("max_retries", default.max_retries),
+        retry_on=frozenset(spec["retry_on"]) if "retry_on" in spec else default.retry_on,
+        backoff_base=float(spec.get("backoff_base", default.backoff_base)),
+        backoff_max=float(spec.get("backoff_max", default.backoff_max)),
+        honor_retry_after=spec.get("honor_retry_after", default.honor_retry_after),
+        max_retry_after=float(spec.get("max_retry_after", default.max_retry_after)),
+    )
+
+

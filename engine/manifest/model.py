@@ -1,0 +1,201 @@
+"""The compiled manifest: frozen specs the interpreter runs, and nothing else.
+
+This module is the contract between loading (``engine.manifest.source``,
+``.check``, ``.compile``, ``.load``) and running (``engine.protocol``,
+``engine.io``). It imports no third-party package: the compiled expressions it
+holds (:class:`~engine.manifest.paths.Path`, :class:`~engine.manifest.patterns.Pattern`,
+:class:`~engine.manifest.templates.Node`) are named for the type checker only.
+Every value is validated and compiled before one of these objects exists, so
+the hot path never re-parses or re-checks anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .paths import Path
+    from .patterns import Pattern
+    from .templates import Node
+
+__all__ = [
+    "TOOL_CHOICE_MODES",
+    "AuthSpec",
+    "ChatSpec",
+    "ErrorRule",
+    "ErrorSpec",
+    "EventRule",
+    "Manifest",
+    "Matcher",
+    "ResponseSpec",
+    "RetryHint",
+    "StreamSpec",
+    "ToolCallRule",
+    "Variant",
+]
+
+TOOL_CHOICE_MODES = frozenset({"auto", "none", "required", "tool"})
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSpec:
+    scheme: str
+    header: str | None = None
+    prefix: str = ""
+    param: str | None = None
+    env: tuple[str, ...] = ()
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseSpec:
+    """Where the parts of a whole (non-streamed) answer sit in its body."""
+
+    content: Path | None
+    thinking: Path | None
+    tool_calls: Path | None
+    finish_reason: Path | None
+    usage: Mapping[str, Path]
+    error: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """A condition on one frame's envelope; every part given must hold.
+
+    ``events``: the frame's event name is one of these; ``data``: the frame's
+    text, stripped, equals this; ``when``: a JMESPath condition over the
+    decoded data (``frame()`` reaches the envelope from inside it).
+    """
+
+    events: frozenset[str] | None = None
+    data: str | None = None
+    when: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRule:
+    key: Path | None
+    id: Path | None
+    name: Path | None
+    arguments: Path | None
+    each: Path | None
+    complete: bool
+    extra: Mapping[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRule:
+    """One stream rule: a matcher and the actions it takes on a matching frame."""
+
+    match: Matcher
+    content: Path | None = None
+    thinking: Path | None = None
+    tool_call: ToolCallRule | None = None
+    tool_call_end: Path | None = None
+    finish_reason: Path | None = None
+    usage: Mapping[str, Path] = field(default_factory=dict)
+    error: Mapping[str, Path] | None = None
+    end: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    path: Node | None
+    query: Node | None
+    headers: Node | None
+    framing: str
+    end: tuple[Matcher, ...]
+    eof_ok: bool
+    ignore: tuple[Matcher, ...]
+    events: tuple[EventRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """The request bodies for one family of models (an override, or the base)."""
+
+    pattern: Pattern | None
+    body: Node
+    stream_body: Node | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSpec:
+    method: str
+    path: Node
+    query: Node | None
+    response: ResponseSpec
+    stream: StreamSpec | None
+    variants: tuple[Variant, ...]  # overrides first, the base last
+
+    def variant_for(self, model: str) -> Variant:
+        for variant in self.variants:
+            if variant.pattern is None or variant.pattern.search(model):
+                return variant
+        return self.variants[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """Conditions (all must hold) and outcomes of one error rule.
+
+    For each outcome (``kind``; ``retryable``; ``retry``, the provider's own
+    instruction that overrides the policy's kinds) the first matching rule
+    that gives it decides.
+    """
+
+    kind: str | None = None
+    status: frozenset[int] | None = None
+    codes: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    message: Pattern | None = None
+    headers: tuple[tuple[str, Pattern], ...] = ()
+    retryable: bool | None = None
+    retry: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryHint:
+    header: str | None = None
+    path: Path | None = None
+    message: Pattern | None = None
+    unit: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    message: Path | None = None
+    code: Path | None = None
+    type: Path | None = None
+    rules: tuple[ErrorRule, ...] = ()
+    retry_after: tuple[RetryHint, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A fully compiled manifest: everything the interpreter needs, nothing raw."""
+
+    id: str
+    name: str
+    source: str
+    base_url: str
+    headers: Node | None
+    auth: AuthSpec
+    chat: ChatSpec
+    finish_reasons: Mapping[str, str]
+    errors: ErrorSpec
+    retry: RetryPolicy
+    models: Mapping[str, Mapping[str, int | None]]
+    tools: bool = True
+    stream: bool = True
+    tool_choice_modes: frozenset[str] = TOOL_CHOICE_MODES
+    stream_errors: bool = True
+
+    def model_info(self, model: str) -> dict[str, Any]:
+        info = self.models.get(model) or {}
+        return {"context_window": info.get("context_window"), "max_output": info.get("max_output")}

@@ -1,0 +1,404 @@
+"""The sans-I/O plan of one call or one stream: attempts, retries, fallbacks, the drain.
+
+A plan is a generator. It yields *steps* (what to do) and is resumed with
+their outcomes; it never waits, reads or writes itself. The async and sync
+drivers (:mod:`engine.io.drivers`) only perform the steps, so both run the
+same decisions:
+
+=====================  ============================================  ==========================
+step                   the driver                                    resumes the plan with
+=====================  ============================================  ==========================
+:class:`Send`          sends a plain request, reads the whole body   :class:`RawResponse` or an
+                                                                     :class:`EngineError`
+:class:`Open`          sends a stream request, reads the headers     :class:`Head` or an error
+:data:`READ`           reads the next body chunk                     bytes (``b""``: the end)
+                                                                     or an error
+:class:`ReadAll`       reads the (error) body up to a limit          bytes or an error
+:class:`Emit`          hands the events to the user, in order        None
+:class:`Drain`         reads what is left, bounded in bytes and      None (never an error)
+                       time, so the connection can be reused
+:class:`Sleep`         waits on the clock                            None
+=====================  ============================================  ==========================
+
+The response an :class:`Open` step opened lives until the next ``Open``,
+``Send`` or ``Sleep`` step, or the end of the plan, when the driver closes it.
+
+Rules, in one place: a model is retried while its retry policy says so
+(:meth:`~engine.retry.RetryPolicy.should_retry`), then the chain falls back to
+the next model when the error is retryable or its kind is in ``fallback_on``;
+a stream is never retried or re-routed once an event was delivered (the error
+then carries the answer so far in ``.partial``); once a stream's end marker
+arrived the answer stands, whatever the rest of the body does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from ..clock import Clock
+from ..errors import EngineError, redact, register_secret
+from ..events import StreamEvent
+from ..manifest.model import Manifest
+from ..retry import RetryPolicy
+from ..types import ChatRequest, ChatResponse, Stats
+from .accumulate import map_whole
+from .classify import classify
+from .decode import END, NEED_DATA, StreamDecoder
+from .render import PreparedRequest, prepare
+from .rules import FrameRules
+
+__all__ = [
+    "DRAIN_LIMIT",
+    "DRAIN_SECONDS",
+    "ERROR_BODY_LIMIT",
+    "READ",
+    "Chain",
+    "Drain",
+    "Emit",
+    "Head",
+    "Open",
+    "RawResponse",
+    "Read",
+    "ReadAll",
+    "Send",
+    "Sleep",
+    "Target",
+    "call_plan",
+    "split_model",
+    "stream_plan",
+]
+
+log = logging.getLogger("engine")
+PerModel = str | Mapping[str, str] | None
+
+# An error body is read up to this size; the rest is never needed to classify it.
+ERROR_BODY_LIMIT = 1024 * 1024
+# After the end marker, what is left (a few bytes from a sane server) is read so
+# the connection goes back to the pool; past these limits it is dropped instead.
+DRAIN_LIMIT = 64 * 1024
+DRAIN_SECONDS = 0.25
+
+
+# ---------------------------------------------------------------- wire values
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A whole response: status, lower-cased headers, body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The status and lower-cased headers of an opened response."""
+
+    status: int
+    headers: dict[str, str]
+
+
+# ---------------------------------------------------------------- steps
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    target: Target
+    prepared: PreparedRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    target: Target
+    prepared: PreparedRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    pass
+
+
+READ: Final = Read()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAll:
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    events: list[StreamEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    max_bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+Step = Send | Open | Read | ReadAll | Emit | Drain | Sleep
+Outcome = RawResponse | Head | bytes | EngineError | None
+Plan = Generator[Step, Outcome, tuple[ChatResponse, Stats]]
+
+
+# ---------------------------------------------------------------- targets
+
+def split_model(model_id: str) -> tuple[str, str]:
+    """``"provider/model"`` -> ``("provider", "model")``; the model may contain ``/``."""
+    provider, _, model = model_id.partition("/") if isinstance(model_id, str) else ("", "", "")
+    if not provider or not model:
+        raise EngineError("invalid_request",
+                          f"model id must look like 'provider/model', got {model_id!r}",
+                          retryable=False)
+    return provider, model
+
+
+def _pick(value: PerModel, model_id: str, provider: str) -> str | None:
+    """A per-client setting, or the entry for this model id or provider in a mapping."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.get(model_id) or value.get(provider)
+
+
+class Target:
+    """One ``provider/model`` with its manifest, key and policy: everything but I/O."""
+
+    def __init__(self, model_id: str, manifest: Manifest, *, api_key: PerModel,
+                 base_url: PerModel, max_retries: int | None, retry: RetryPolicy | None,
+                 clock: Clock) -> None:
+        self.provider, self.model = split_model(model_id)
+        self.manifest = manifest
+        key = _pick(api_key, model_id, self.provider) or next(
+            (os.environ[n] for n in manifest.auth.env if os.environ.get(n)), None)
+        register_secret(key)
+        self._api_key = key
+        self.base_url = _pick(base_url, model_id, self.provider)
+        self.policy = (retry or manifest.retry).with_overrides(max_retries=max_retries)
+        self.clock = clock
+        self._rules: FrameRules | None = None
+
+    def prepare(self, request: ChatRequest, stream: bool) -> PreparedRequest:
+        return prepare(self.manifest, request, self.model, api_key=self._api_key,
+                       base_url=self.base_url, stream=stream)
+
+    def error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> EngineError:
+        return classify(self.manifest, status, headers, body)
+
+    def interpret(self, raw: RawResponse) -> ChatResponse:
+        """The normalized answer of a whole response, or the error it carries."""
+        if raw.status >= 400:
+            raise self.error_for(raw.status, raw.headers, raw.body)
+        try:
+            data = json.loads(raw.body.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            excerpt = redact(raw.body.decode("utf-8", "replace"))[:120]
+            raise EngineError("malformed_response", f"HTTP {raw.status} body is not JSON: "
+                              f"{excerpt!r}", status=raw.status,
+                              provider=self.provider, retryable=False) from None
+        try:
+            return map_whole(self.manifest, data, self.model)
+        except (ValueError, TypeError, OverflowError, KeyError, AttributeError,
+                RecursionError) as exc:  # odd data reaching the mapping
+            raise EngineError("malformed_response", f"cannot map the response: "
+                              f"{type(exc).__name__}: {exc}", status=raw.status,
+                              provider=self.provider, retryable=False) from None
+
+    def decoder(self, max_frame_bytes: int | None) -> StreamDecoder:
+        if self._rules is None:
+            self._rules = FrameRules(self.manifest)
+        return StreamDecoder(self.manifest, self.model, max_frame_bytes=max_frame_bytes,
+                             rules=self._rules)
+
+    def next_delay(self, error: EngineError, attempt: int, policy: RetryPolicy) -> float | None:
+        """Seconds to wait before retrying, or None to give up on this model."""
+        if not policy.should_retry(error, attempt):
+            return None
+        delay = policy.delay(error, attempt, self.clock.rng)
+        log.debug("retry %d/%d for %s after %s; waiting %.3fs", attempt + 1,
+                  policy.max_retries, self.provider, error.kind, delay)
+        return delay
+
+    def stats(self, response: ChatResponse, started: float, attempts: int,
+              ttft: float | None = None) -> Stats:
+        usage = response.usage
+        latency = (self.clock.monotonic() - started) * 1000.0
+        log.debug("%s/%s answered in %.1f ms after %d attempt(s)", self.provider, self.model,
+                  latency, attempts)
+        return Stats(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            latency_ms=latency,
+            ttft_ms=None if ttft is None else (ttft - started) * 1000.0,
+            attempts=attempts,
+            model=self.model,
+            provider=self.provider,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+        )
+
+    def __repr__(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+class Chain:
+    """The models a client tries in order; the first is the primary."""
+
+    def __init__(self, models: str | Sequence[str], load: Callable[[str], Manifest], *,
+                 api_key: PerModel, base_url: PerModel, max_retries: int | None,
+                 retry: RetryPolicy | None, clock: Clock | None) -> None:
+        ids = [models] if isinstance(models, str) else list(models)
+        if not ids:
+            raise EngineError("invalid_request", "no model given", retryable=False)
+        self.clock = clock or Clock()
+        self.targets = [Target(m, load(split_model(m)[0]), api_key=api_key, base_url=base_url,
+                               max_retries=max_retries, retry=retry, clock=self.clock)
+                        for m in ids]
+
+    @property
+    def primary(self) -> Target:
+        return self.targets[0]
+
+    def falls_back(self, error: EngineError, index: int, policy: RetryPolicy) -> bool:
+        """After *error* exhausted model *index*: try the next one?"""
+        if index + 1 >= len(self.targets):
+            return False
+        if not (error.retryable or error.kind in policy.fallback_on):
+            return False
+        log.debug("falling back from %r to %r after %s", self.targets[index],
+                  self.targets[index + 1], error.kind)
+        return True
+
+    def __repr__(self) -> str:
+        return ", ".join(repr(t) for t in self.targets)
+
+
+# ---------------------------------------------------------------- plans
+
+class _Progress:
+    """What the user has seen of one stream so far (shared by its attempts)."""
+
+    __slots__ = ("decoder", "delivered", "ttft")
+
+    def __init__(self) -> None:
+        self.delivered = False
+        self.ttft: float | None = None
+        self.decoder: StreamDecoder | None = None
+
+
+Attempt = Callable[[int, Target], Generator[Step, Outcome, tuple[ChatResponse, float | None]]]
+
+
+def _walk(chain: Chain, policy_for: Callable[[Target], RetryPolicy], attempt_once: Attempt,
+          progress: _Progress) -> Plan:
+    """Attempts over the chain: retry, fall back, or raise what must reach the user."""
+    started = chain.clock.monotonic()
+    spent = 0  # attempts on earlier models
+    for index, target in enumerate(chain.targets):
+        policy = policy_for(target)
+        attempt = 0
+        while True:
+            try:
+                response, ttft = yield from attempt_once(index, target)
+                return response, target.stats(response, started, spent + attempt + 1, ttft)
+            except EngineError as error:
+                error.attempts = spent + attempt + 1
+                if progress.delivered:
+                    if error.partial is None and progress.decoder is not None:
+                        error.partial = progress.decoder.response
+                    raise
+                delay = target.next_delay(error, attempt, policy)
+                if delay is None:
+                    spent += attempt + 1
+                    if not chain.falls_back(error, index, policy):
+                        raise
+                    break
+            yield Sleep(delay)
+            attempt += 1
+    raise AssertionError("unreachable: the last model raises")  # pragma: no cover
+
+
+def call_plan(chain: Chain, request: ChatRequest,
+              policy_for: Callable[[Target], RetryPolicy]) -> Plan:
+    """The plan of one plain call; every model's request is rendered before anything is sent."""
+    prepared = [target.prepare(request, stream=False) for target in chain.targets]
+
+    def once(index: int, target: Target) -> Generator[Step, Outcome,
+                                                       tuple[ChatResponse, float | None]]:
+        outcome = yield Send(target, prepared[index])
+        if isinstance(outcome, EngineError):
+            raise outcome
+        assert isinstance(outcome, RawResponse)
+        return target.interpret(outcome), None
+
+    return _walk(chain, policy_for, once, _Progress())
+
+
+def stream_plan(chain: Chain, request: ChatRequest,
+                policy_for: Callable[[Target], RetryPolicy],
+                max_frame_bytes: int | None = None) -> Plan:
+    """The plan of one stream; every model's request is rendered before anything is sent."""
+    prepared = [target.prepare(request, stream=True) for target in chain.targets]
+    progress = _Progress()
+
+    def once(index: int, target: Target) -> Generator[Step, Outcome,
+                                                       tuple[ChatResponse, float | None]]:
+        head = yield Open(target, prepared[index])
+        if isinstance(head, EngineError):
+            raise head
+        assert isinstance(head, Head)
+        if head.status >= 400:
+            body = yield ReadAll(ERROR_BODY_LIMIT)
+            if isinstance(body, EngineError):
+                raise body
+            assert isinstance(body, bytes)
+            raise target.error_for(head.status, head.headers, body)
+        decoder = progress.decoder = target.decoder(max_frame_bytes)
+        while True:
+            chunk = yield READ
+            if isinstance(chunk, EngineError):
+                raise chunk
+            assert isinstance(chunk, bytes)
+            decoder.receive_data(chunk)
+            events, ended, failure = _pull(decoder)
+            if events:
+                _note(events, progress, chain.clock)
+                yield Emit(events)
+            if failure is not None:
+                raise failure
+            if ended:
+                yield Drain(DRAIN_LIMIT, DRAIN_SECONDS)
+                return decoder.response, progress.ttft
+
+    return _walk(chain, policy_for, once, progress)
+
+
+def _pull(decoder: StreamDecoder) -> tuple[list[StreamEvent], bool, EngineError | None]:
+    """Every event the decoder has ready, whether it ended, and the error that followed them."""
+    events: list[StreamEvent] = []
+    try:
+        while True:
+            event = decoder.next_event()
+            if event is NEED_DATA:
+                return events, False, None
+            if event is END:
+                return events, True, None
+            events.append(event)  # type: ignore[arg-type]
+    except EngineError as error:
+        return events, False, error
+
+
+def _note(events: list[StreamEvent], progress: _Progress, clock: Clock) -> None:
+    progress.delivered = True
+    if progress.ttft is None and any(e.is_content_delta for e in events):
+        progress.ttft = clock.monotonic()

@@ -1,0 +1,237 @@
+"""The mapper: a manifest's extraction rules turn provider data into :class:`Delta` values. Pure.
+
+Two entry points, one output type:
+
+* :func:`map_body` reads a whole (non-streamed) answer with the manifest's
+  ``chat.response`` paths and returns one complete delta;
+* :class:`FrameRules` reads one stream frame: ``ignore`` matchers first, then
+  ``end``, then the first matching ``events`` rule, whose actions fill a delta.
+
+A delta is plain data (text pieces, tool-call parts, a raw finish reason, usage
+values, an end flag, a provider error); it builds no response objects. That is
+the accumulator's job (:mod:`engine.protocol.accumulate`), the one place where
+events, :class:`~engine.types.ToolCall` and :class:`~engine.types.ChatResponse`
+are made, for streams and whole answers alike.
+
+A matcher sees the frame's envelope: its event name (``event``), its text
+(``data``), and, inside ``when`` and every action path, the JMESPath function
+``frame()`` returning ``{event, id, data, meta, offset}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import EngineError
+from ..manifest.model import EventRule, Manifest, Matcher, StreamSpec, ToolCallRule
+from ..manifest.paths import Path, PathError, current_frame
+from .classify import build_error, classify
+from .framing import Frame
+
+__all__ = ["CallPart", "Delta", "FrameRules", "map_body"]
+
+_UNSET: Any = object()
+
+
+@dataclass(slots=True)
+class CallPart:
+    """One piece of a tool call: a fragment of a streamed call, or a whole call."""
+
+    key: str | None = None
+    id: Any = None
+    name: Any = None
+    arguments: Any = None  # text (a fragment of JSON), a mapping, or None
+    extra: dict[str, Any] = field(default_factory=dict)
+    complete: bool = False
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one frame (or a whole answer) adds, in the order the accumulator applies it."""
+
+    thinking: Any = None
+    content: Any = None
+    calls: list[CallPart] = field(default_factory=list)
+    call_end: str | None = None
+    finish: Any = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    error: EngineError | None = None
+    end: bool = False
+    raw: Any = _UNSET  # the decoded data, kept on the response's raw list
+
+
+def _search(path: Path | None, data: Any, provider: str, what: str) -> Any:
+    if path is None or data is None:
+        return None
+    try:
+        return path.search(data)
+    except PathError as exc:
+        raise EngineError("malformed_response", f"{what} has an unexpected shape: {exc}",
+                          provider=provider) from None
+
+
+# ---------------------------------------------------------------- whole answers
+
+def map_body(manifest: Manifest, data: Any) -> Delta:
+    """The whole answer as one complete delta; ``malformed_response`` for a wrong shape."""
+    spec = manifest.chat.response
+    pid = manifest.id
+    if not isinstance(data, dict):
+        raise EngineError("malformed_response",
+                          f"expected a JSON object, got {type(data).__name__}", provider=pid)
+    if spec.error is not None and _search(spec.error, data, pid, "the error"):
+        raise classify(manifest, None, {}, data=data)
+    raw_calls = _search(spec.tool_calls, data, pid, "the tool calls") or []
+    if not isinstance(raw_calls, list):
+        raise EngineError("malformed_response", "tool calls must be a list", provider=pid)
+    delta = Delta(
+        thinking=_search(spec.thinking, data, pid, "the thinking"),
+        content=_search(spec.content, data, pid, "the content"),
+        calls=[_whole_call(item, pid) for item in raw_calls],
+        finish=_search(spec.finish_reason, data, pid, "the finish reason"),
+        usage={name: _search(p, data, pid, name) for name, p in spec.usage.items()},
+        end=True,
+        raw=data,
+    )
+    if not delta.content and not delta.calls and delta.finish is None and not delta.thinking:
+        raise EngineError("malformed_response",
+                          "the response has no content, tool calls or finish reason "
+                          f"where the manifest expects them: {json.dumps(data)[:160]}",
+                          provider=pid)
+    return delta
+
+
+def _whole_call(item: Any, provider: str) -> CallPart:
+    if not isinstance(item, Mapping) or not item.get("name"):
+        raise EngineError("malformed_response", f"tool call without a name: {item!r:.120}",
+                          provider=provider)
+    extra = item.get("extra")
+    return CallPart(
+        id=item.get("id"), name=item["name"], arguments=item.get("arguments"),
+        extra={k: v for k, v in extra.items() if v is not None}
+        if isinstance(extra, Mapping) else {},
+        complete=True)
+
+
+# ---------------------------------------------------------------- stream frames
+
+class FrameRules:
+    """One manifest's stream rules, applied to frames. Stateless: safe to share."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        spec = manifest.chat.stream
+        if spec is None:
+            raise EngineError("invalid_request", f"{manifest.id} has no stream section",
+                              provider=manifest.id, retryable=False)
+        self.manifest = manifest
+        self.spec: StreamSpec = spec
+        self.provider = manifest.id
+
+    def map(self, frame: Frame, at_eof: bool) -> Delta | None:
+        """The delta for *frame*, or None when it is ignored or matches no rule."""
+        token = current_frame.set(frame)
+        try:
+            return self._map(frame, at_eof)
+        finally:
+            current_frame.reset(token)
+
+    def _map(self, frame: Frame, at_eof: bool) -> Delta | None:
+        data: Any = _UNSET
+        for matcher in self.spec.ignore:
+            data, hit = self._matches(matcher, frame, data, at_eof)
+            if hit:
+                return None
+        for matcher in self.spec.end:
+            data, hit = self._matches(matcher, frame, data, at_eof)
+            if hit:
+                return Delta(end=True)
+        for rule in self.spec.events:
+            data, hit = self._matches(rule.match, frame, data, at_eof)
+            if hit:
+                if data is _UNSET:
+                    data = self._decode(frame, at_eof)
+                return self._apply(rule, data)
+        return None
+
+    def _matches(self, m: Matcher, frame: Frame, data: Any, at_eof: bool) -> tuple[Any, bool]:
+        if m.events is not None and frame.event not in m.events:
+            return data, False
+        if m.data is not None and frame.data.strip() != m.data:
+            return data, False
+        if m.when is None:
+            return data, True
+        if data is _UNSET:
+            data = self._decode(frame, at_eof)
+        return data, bool(_search(m.when, data, self.provider, "a stream frame"))
+
+    def _decode(self, frame: Frame, at_eof: bool) -> Any:
+        text = frame.data
+        if not text.strip():
+            return None
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            excerpt = text[:60]
+            if at_eof:
+                raise EngineError("incomplete_stream", f"the stream ended inside a frame at "
+                                  f"byte {frame.offset}: {excerpt!r}",
+                                  provider=self.provider) from None
+            raise EngineError("malformed_response", f"frame at byte {frame.offset} is not "
+                              f"JSON: {excerpt!r}", provider=self.provider) from None
+
+    def _get(self, path: Path | None, data: Any) -> Any:
+        return _search(path, data, self.provider, "a stream frame")
+
+    def _apply(self, rule: EventRule, data: Any) -> Delta:
+        if rule.error is not None:
+            return Delta(error=self._error(rule.error, data))
+        delta = Delta(thinking=self._get(rule.thinking, data),
+                      content=self._get(rule.content, data), raw=data)
+        if rule.tool_call is not None:
+            delta.calls = self._tool_calls(rule.tool_call, data)
+        if rule.tool_call_end is not None:
+            key = self._get(rule.tool_call_end, data)
+            delta.call_end = str(key) if key is not None else None
+        delta.finish = self._get(rule.finish_reason, data)
+        for name, path in rule.usage.items():
+            value = self._get(path, data)
+            if value is not None:
+                delta.usage[name] = value
+        delta.end = rule.end
+        return delta
+
+    def _error(self, spec: Mapping[str, Path], data: Any) -> EngineError:
+        def text(name: str) -> str | None:
+            value = self._get(spec.get(name), data)
+            if value is None:
+                return None
+            return value if isinstance(value, str) else json.dumps(value)
+
+        status = self._get(spec.get("status"), data)
+        status = status if isinstance(status, int) and not isinstance(status, bool) else None
+        message = text("message") or json.dumps(data)[:200]
+        return build_error(self.manifest, status, {}, message, text("code"), text("type"), data)
+
+    def _tool_calls(self, rule: ToolCallRule, data: Any) -> list[CallPart]:
+        items = [data]
+        if rule.each is not None:
+            found = self._get(rule.each, data)
+            items = found if isinstance(found, list) else []
+        parts = []
+        for item in items:
+            part = CallPart(id=self._get(rule.id, item), name=self._get(rule.name, item),
+                            arguments=self._get(rule.arguments, item), complete=rule.complete)
+            if not rule.complete:
+                if part.id is None and part.name is None and part.arguments is None:
+                    continue  # this frame carries no part of a tool call
+                key = self._get(rule.key, item)
+                part.key = str(key) if key is not None else (str(part.id) if part.id else None)
+            for name, path in rule.extra.items():
+                value = self._get(path, item)
+                if value is not None:
+                    part.extra[name] = value
+            parts.append(part)
+        return parts
