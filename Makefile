@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv lint validate conformance unit package bench clean
+.PHONY: demo test fast venv lint validate conformance unit package bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: venv
 
 unit: venv
 	$(BIN)/python -m pytest
+
+# The edit loop: the fast tier of the unit tests (under 15 s); not a substitute for `make test`.
+fast: venv
+	$(BIN)/python -m pytest -m fast
 
 conformance: venv
 	$(BIN)/python -m conformance

@@ -31,6 +31,7 @@ import email.utils
 import gzip
 import json
 import logging
+import random
 import socket
 import threading
 import time
@@ -84,9 +85,14 @@ MODES = ("async", "sync")
 
 
 class FakeClock(Clock):
-    """Records every backoff delay instead of sleeping; monotonic time stays real."""
+    """Records every backoff delay instead of sleeping; monotonic time stays real.
+
+    Its jitter comes from a seeded generator, so the async and sync drivers
+    asked for the same retries wait exactly the same (compared at the end).
+    """
 
     def __init__(self) -> None:
+        super().__init__(random.Random(1234))
         self.sleeps: list[float] = []
 
     def sleep(self, seconds: float) -> None:
@@ -232,6 +238,8 @@ class Outcome:
 class Driver:
     """One client (async or sync) with a fake clock; ``call`` runs one chat call."""
 
+    last: Driver | None = None  # the latest one, for the outcome comparison in observe()
+
     def __init__(self, mode: str, model: str | list[str], base_url: str | dict[str, str], *,
                  api_key: str | dict[str, str] = SENTINEL, max_retries: int | None = 2,
                  retry: RetryPolicy | None = POLICY, timeout: Timeouts = FAST,
@@ -243,6 +251,7 @@ class Driver:
             timeout=timeout, clock=self.clock, limits=limits)
         self._model = model
         self.client: Any = None
+        Driver.last = self
 
     async def __aenter__(self) -> Driver:
         if self.mode == "async":
@@ -349,9 +358,30 @@ def attempts_logged(caplog: pytest.LogCaptureFixture) -> int:
                if r.name == "engine" and r.getMessage().startswith("-> "))
 
 
+# fault -> mode -> what the call produced, compared between the drivers at the end.
+SIGNATURES: dict[str, dict[str, tuple[Any, ...]]] = {}
+
+
+def signature(out: Outcome, attempts: int) -> tuple[Any, ...]:
+    """Everything about a call that must not depend on the driver (not wall-clock time)."""
+    error = out.error
+    events = tuple((e.type, repr(e.payload)) for e in out.events
+                   if not e.is_tool_call_started and not e.is_tool_call_ended)
+    sleeps = tuple(Driver.last.sleeps) if Driver.last is not None else ()
+    return (
+        out.kind, events, attempts, sleeps,
+        None if error is None else (error.status, error.retryable, error.attempts, error.code,
+                                    error.partial.content if error.partial else None),
+        None if out.response is None else (out.response.content, out.response.finish_reason,
+                                           out.response.usage),
+        None if out.stats is None else (out.stats.attempts, out.stats.total_tokens),
+    )
+
+
 def observe(fault: str, mode: str, out: Outcome, attempts: int,
             caplog: pytest.LogCaptureFixture) -> None:
     """Record the row for the summary table, then assert nothing leaked."""
+    SIGNATURES.setdefault(fault, {})[mode] = signature(out, attempts)
     leaks = leak_places(out.error, caplog)
     ROWS.append((fault, mode, out.kind, str(attempts), "YES: " + ",".join(leaks) if leaks
                  else "no"))
@@ -622,6 +652,32 @@ async def test_stream_stalling_between_events_times_out_after_them(
     assert len(server.requests) == 1 and out.error.attempts == 1
     assert out.elapsed < 1.5, out.elapsed
     assert d.sleeps == []
+
+
+async def test_end_marker_then_an_idle_connection_still_answers_promptly(
+        mode: str, server: ReplayServer, caplog: pytest.LogCaptureFixture) -> None:
+    """[DONE] arrives, then the server keeps the connection open and silent.
+
+    The answer stands once the end marker arrived: both drivers drain for at
+    most DRAIN_SECONDS, then give the connection up, and never raise.
+    """
+    chunks = openai_chunks(["Hello", " there"])
+    server.handler = sequence(
+        ScriptedResponse(headers=[("Content-Type", "text/event-stream")], chunks=chunks,
+                         fault="hang_after_body_start", fault_after_chunks=len(chunks)),
+        openai_ok("next"))
+    timeout = Timeouts(connect=1.0, read=5.0, write=1.0, pool=1.0)
+    async with Driver(mode, OPENAI, url(server, OPENAI), max_retries=2, timeout=timeout) as d:
+        out = await d.call(stream=True)
+        after = await d.call()
+    observe("[DONE], then the connection stays open and idle", mode, out,
+            len(server.requests) - 1, caplog)
+    assert out.error is None, out.error
+    assert out.text == "Hello there"
+    assert out.response is not None and out.response.finish_reason == "stop"
+    assert out.elapsed < 1.5, f"{mode}: waited {out.elapsed:.2f}s for a body after [DONE]"
+    assert after.error is None and after.response is not None
+    assert after.response.content == "next"
 
 
 # =========================================================================== 5. retry hints
@@ -1165,6 +1221,26 @@ def table(rows: Sequence[tuple[str, str, str, str, str]]) -> str:
         for mode, (kind, attempts, leaked) in by_mode.items():
             lines.append(f"| {fault} | {mode} | {kind} | {attempts} | {leaked} |")
     return "\n".join(lines)
+
+
+def agree(fault: str, a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Equal, except that a wait read from an HTTP-date (1 s resolution, against the wall
+    clock at the moment of the call) may differ by up to a second."""
+    if "HTTP-date" not in fault:
+        return a == b
+    waits_a, waits_b = a[3], b[3]
+    return (a[:3] + a[4:] == b[:3] + b[4:] and len(waits_a) == len(waits_b)
+            and all(abs(x - y) <= 1.05 for x, y in zip(waits_a, waits_b, strict=True)))
+
+
+def test_zz_async_and_sync_drivers_agree() -> None:
+    """Every fault run through both drivers produced the same events, errors, attempts, waits."""
+    compared = {fault: modes for fault, modes in SIGNATURES.items() if len(modes) == 2}
+    assert len(compared) >= 30, sorted(SIGNATURES)  # the suite above ran in both modes
+    differ = {fault: modes for fault, modes in compared.items()
+              if not agree(fault, modes["async"], modes["sync"])}
+    assert differ == {}, "\n".join(f"{f}:\n  async {m['async']}\n  sync  {m['sync']}"
+                                    for f, m in differ.items())
 
 
 def test_zz_print_fault_table() -> None:

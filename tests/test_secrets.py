@@ -731,11 +731,9 @@ async def test_recorder_writes_no_trace_of_the_key(name, server, tmp_path, engin
     fixture = build_fixture(capture, expect, request, model_id="openai/gpt-4o-mini",
                             scenario="error_auth", key=key, recorded_by="test")
     out = tmp_path / "fixture.yaml"
-    try:
-        write_fixture(fixture, out, key)
-    except LeakError:
-        assert not out.exists()
-        return  # refusing to write is a correct outcome
+    # The recorder redacts the key from every part of the capture (headers, a key split
+    # across reads, non-UTF-8 bodies, stream frames), so each of these is written, clean.
+    write_fixture(fixture, out, key)
     text = out.read_text()
     assert_clean([text], SENTINEL, where=" into the fixture file")
     answer = yaml.safe_load(text)["answer"]

@@ -116,26 +116,47 @@ def test_templates_cannot_read_the_environment(monkeypatch):
 text = st.text(st.characters(codec="utf-8"), max_size=200)
 
 
+SENTINEL_CONTENT = "\u0000user-text-sentinel\u0000"
+SENTINEL_SYSTEM = "\u0000system-text-sentinel\u0000"
+
+
+def _places(value, target, path=()):
+    """Every path in *value* whose value is exactly *target*."""
+    if value == target:
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _places(item, target, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _places(item, target, (*path, index))
+
+
+def _at(value, path):
+    for part in path:
+        value = value[part]
+    return value
+
+
+def _body(provider, system, content):
+    request = ChatRequest((Message.system(system), Message.user(content)))
+    prepared = prepare(load_manifest(provider), request, "m", api_key="sk-test-key")
+    body = json.loads(prepared.body.decode("utf-8"))
+    assert body == prepared.json
+    return body
+
+
 @settings(max_examples=150, deadline=None)
 @given(content=text, system=text)
 def test_any_unicode_text_round_trips_through_every_manifest(content, system):
-    request = ChatRequest((Message.system(system), Message.user(content)))
+    """The user and system texts land, unchanged, exactly where each manifest puts them."""
     for provider in ("openai", "anthropic", "gemini", "deepseek", "ollama"):
-        manifest = load_manifest(provider)
-        prepared = prepare(manifest, request, "m", api_key="sk-test-key")
-        body = json.loads(prepared.body.decode("utf-8"))
-        dumped = json.dumps(body, ensure_ascii=False)
-        assert body == prepared.json
-        assert content in _strings(body) or content == ""
-        assert system in dumped or system == "" or system in _strings(body)
-
-
-def _strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+        probe = _body(provider, SENTINEL_SYSTEM, SENTINEL_CONTENT)
+        content_at = list(_places(probe, SENTINEL_CONTENT))
+        system_at = list(_places(probe, SENTINEL_SYSTEM))
+        assert content_at and system_at, provider
+        body = _body(provider, system, content)
+        if content:
+            assert [_at(body, p) for p in content_at] == [content] * len(content_at), provider
+        if system:
+            assert [_at(body, p) for p in system_at] == [system] * len(system_at), provider

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -150,10 +152,12 @@ def test_new_provider_scaffold(tmp_path, capsys):
 
 
 def test_tool_scripts_run(tmp_path):
+    # The scripts run $PYTHON (default .venv/bin/python): this interpreter, wherever it is.
+    env = {**os.environ, "PYTHON": sys.executable}
     run = subprocess.run([str(ROOT / "tools" / "new-provider"), "--help"], capture_output=True,
-                         text=True, check=False)
+                         text=True, check=False, env=env)
     assert run.returncode == 0 and "--extends" in run.stdout
     run = subprocess.run([str(ROOT / "tools" / "record"), "--help"], capture_output=True,
-                         text=True, check=False)
+                         text=True, check=False, env=env)
     assert run.returncode == 0 and "--redact" in run.stdout
     assert API_KEY.startswith("sk-conformance")

@@ -17,6 +17,7 @@ from .locate import KeyPath, RawDoc, format_path
 from .merge import deep_merge
 from .model import (
     TOOL_CHOICE_MODES,
+    USAGE_FIELDS,
     AuthSpec,
     ChatSpec,
     ErrorRule,
@@ -32,7 +33,6 @@ from .model import (
 )
 from .paths import Path, PathError, compile_path
 from .patterns import Pattern, PatternError, compile_pattern
-from .schema import USAGE_FIELDS
 from .templates import Node, TemplateError, compile_tree
 
 __all__ = ["Problems", "compile_manifest"]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TOOL_CHOICE_MODES",
+    "USAGE_FIELDS",
     "AuthSpec",
     "ChatSpec",
     "ErrorRule",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 TOOL_CHOICE_MODES = frozenset({"auto", "none", "required", "tool"})
+# The usage fields a manifest may extract (the fields of engine.types.Usage).
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
+                "reasoning_tokens")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,12 @@ from ..errors import KINDS
 from ..protocol.auth import AUTH_SCHEMES as _AUTH_REGISTRY
 from ..protocol.framing import FRAMERS
 from ..types import FINISH_REASONS
+from .model import USAGE_FIELDS
 
 __all__ = ["AUTH_SCHEMES", "FRAMINGS", "SCHEMA", "USAGE_FIELDS"]
 
 AUTH_SCHEMES = tuple(_AUTH_REGISTRY)
 FRAMINGS = tuple(FRAMERS)
-USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens",
-                "cached_tokens", "reasoning_tokens")
 
 _PATH = {"type": "string", "empty": False}
 _TREE: dict[str, Any] = {"nullable": True}  # a template tree: checked by compiling it

@@ -1,0 +1,195 @@
+"""The layer contract of engine/, enforced on the imports themselves.
+
+Layers, from the top: the public surface (client, CLI) -> I/O (transport,
+drivers) -> protocol (render, framing, rules, accumulate, decode, classify,
+plan) -> the manifest model and its compiled expressions -> types (errors,
+data model, events, retry policy, clock). A module may import its own layer
+and the layers below it, never above. Loading manifests (files, schema,
+checking, compiling) is a side branch used at client creation and by the
+validator; nothing on the call path imports it. Every import counts,
+including those inside functions and under ``TYPE_CHECKING``.
+
+Third-party packages are pinned to the layer that owns them: httpx to the
+I/O layer only, cerberus to the checker, yaml to the YAML reader.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENGINE = Path(__file__).resolve().parent.parent / "engine"
+
+TYPES = {"engine.errors", "engine.types", "engine.events", "engine.retry", "engine.clock"}
+MODEL = {"engine.manifest.model", "engine.manifest.merge", "engine.manifest.paths",
+         "engine.manifest.patterns", "engine.manifest.templates", "engine.manifest"}
+LOADING = {"engine.manifest.locate", "engine.manifest.source", "engine.manifest.yamlsrc",
+           "engine.manifest.schema", "engine.manifest.compile", "engine.manifest.check",
+           "engine.manifest.load"}
+PROTOCOL_PREFIX = "engine.protocol"
+IO_PREFIX = "engine.io"
+TOP = {"engine", "engine.client", "engine.validate"}
+
+
+def layer(module: str) -> str:
+    if module in TYPES:
+        return "types"
+    if module in MODEL:
+        return "model"
+    if module in LOADING:
+        return "loading"
+    if module == PROTOCOL_PREFIX or module.startswith(PROTOCOL_PREFIX + "."):
+        return "protocol"
+    if module == IO_PREFIX or module.startswith(IO_PREFIX + "."):
+        return "io"
+    if module in TOP:
+        return "top"
+    raise AssertionError(f"{module} belongs to no layer: add it to tests/test_layers.py")
+
+
+# What each layer may import from engine/.
+ALLOWED = {
+    "types": {"types"},
+    "model": {"types", "model"},
+    "protocol": {"types", "model", "protocol"},
+    "io": {"types", "model", "protocol", "io"},
+    # Loading checks a manifest by rendering sample requests (protocol.render) and reads
+    # registry names (auth schemes, framers) from the protocol layer.
+    "loading": {"types", "model", "loading", "protocol"},
+    "top": {"types", "model", "loading", "protocol", "io", "top"},
+}
+# Which engine modules may import a third-party package (any other may not).
+OWNERS = {
+    "httpx": {"engine.io.transport"},
+    "httpcore": set(),
+    "cerberus": {"engine.manifest.check"},
+    "yaml": {"engine.manifest.yamlsrc"},
+    "jinja2": {"engine.manifest.templates"},
+    "jmespath": {"engine.manifest.paths"},
+    "regex": {"engine.manifest.patterns"},
+}
+# protocol.render may be imported by loading; nothing else of the protocol layer is.
+LOADING_MAY_IMPORT = {"engine.protocol.render", "engine.protocol.auth", "engine.protocol.framing"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ENGINE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """Every module *path* imports (absolute names), with its line."""
+    tree = ast.parse(path.read_text(), str(path))
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            found.append((node.lineno, target))
+            # "from . import x" / "from .pkg import mod": the submodules count too.
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                if (ENGINE.parent / (candidate.replace(".", "/") + ".py")).exists():
+                    found.append((node.lineno, candidate))
+    return found
+
+
+SOURCES = sorted(ENGINE.rglob("*.py"))
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ENGINE)))
+def test_imports_respect_the_layers(path: Path) -> None:
+    here = module_name(path)
+    mine = layer(here)
+    problems = []
+    for line, target in imports_of(path):
+        top = target.split(".")[0]
+        if top == "engine":
+            if target == "engine" and here != "engine":
+                problems.append(f"{line}: imports the package root")
+                continue
+            theirs = layer(target)
+            if theirs not in ALLOWED[mine]:
+                problems.append(f"{line}: {mine} module imports {target} ({theirs})")
+            if mine == "loading" and theirs == "protocol" and target not in LOADING_MAY_IMPORT:
+                problems.append(f"{line}: loading may use only protocol.render/auth/framing")
+        elif top in OWNERS and here not in OWNERS[top]:
+            problems.append(f"{line}: imports {top}, which only {sorted(OWNERS[top])} may")
+    assert problems == [], f"{path.relative_to(ENGINE)}:\n" + "\n".join(problems)
+
+
+@pytest.mark.fast
+def test_every_module_is_in_a_layer() -> None:
+    for path in SOURCES:
+        layer(module_name(path))
+
+
+def _modules_after(code: str, env: dict[str, str] | None = None) -> set[str]:
+    script = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, env={**os.environ, **(env or {})},
+                         cwd=ENGINE.parent)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+HEAVY = {"cerberus", "yaml", "engine.manifest.check", "engine.validate", "engine.manifest.schema",
+         "engine.manifest.source", "engine.manifest.yamlsrc"}
+
+
+def test_importing_the_client_loads_no_validation_machinery() -> None:
+    loaded = _modules_after("from engine import AiClient, SyncAiClient")
+    assert not (HEAVY & loaded), sorted(HEAVY & loaded)
+
+
+def test_a_call_with_a_checked_manifest_loads_no_validation_machinery(tmp_path: Path) -> None:
+    """Once a manifest's content was checked, create + call compile it from the cache."""
+    call = (
+        "import httpx\n"
+        "from engine import SyncAiClient\n"
+        "body = {'choices': [{'message': {'content': 'hi'}, 'finish_reason': 'stop'}]}\n"
+        "http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, "
+        "json=body)))\n"
+        "c = SyncAiClient.create('openai/gpt-4o', api_key='sk-test', http_client=http)\n"
+        "assert c.chat().user('hi').execute().content == 'hi'\n"
+    )
+    env = {"ENGINE_CACHE_DIR": str(tmp_path)}
+    first = _modules_after(call, env)
+    assert "cerberus" in first  # the first sight of this content is checked in full
+    assert list(tmp_path.glob("*.json")), "nothing was cached"
+    again = _modules_after(call, env)
+    assert not (HEAVY & again), sorted(HEAVY & again)
+
+
+def test_a_changed_manifest_is_checked_again(tmp_path: Path) -> None:
+    """The cache is keyed by content: an edit (here, one that breaks it) is never trusted."""
+    protocols = tmp_path / "protocols"
+    protocols.mkdir()
+    source = (ENGINE.parent / "protocols" / "openai.yaml").read_text()
+    (protocols / "mine.yaml").write_text(source.replace("id: openai", "id: mine"))
+    code = ("from engine.manifest import load_manifest\n"
+            "print(load_manifest('mine').id)\n")
+    env = {"ENGINE_CACHE_DIR": str(tmp_path / "cache"), "AI_PROTOCOL_PATH": str(protocols)}
+    assert "cerberus" in _modules_after(code, env)
+    assert "cerberus" not in _modules_after(code, env)
+    (protocols / "mine.yaml").write_text(
+        source.replace("id: openai", "id: mine").replace("base_url:", "bogus_key: 1\nbase_url:"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, cwd=ENGINE.parent)
+    assert out.returncode != 0 and "bogus_key: unknown field" in out.stderr, out.stderr
