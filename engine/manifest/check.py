@@ -21,7 +21,9 @@ from typing import Any
 import cerberus
 
 from ..errors import EngineError, ManifestError
+from ..protocol.classify import kind_for_status
 from ..protocol.render import prepare
+from ..retry import RetryPolicy
 from ..types import ChatRequest, Message, Tool, ToolCall
 from .compile import Problems, compile_manifest
 from .locate import KeyPath, format_path
@@ -92,6 +94,7 @@ class CheckResult:
     manifest: Manifest | None = None
     merged: dict[str, Any] | None = None  # the checked mapping the manifest compiles from
     files: list[FsPath] = field(default_factory=list)  # the extends chain, child first
+    warnings: list[str] = field(default_factory=list)  # valid, but worth a look
 
 
 def check(path: FsPath, dirs: list[FsPath] | None = None) -> list[str]:
@@ -125,7 +128,35 @@ def check_file(path: FsPath, dirs: list[FsPath] | None = None) -> CheckResult:
         report.add(key, msg)
     if report.problems:
         return CheckResult(report.problems)
-    return CheckResult([], manifest, merged, [doc.path for doc in chain])
+    notes = Problems(chain)
+    for key, msg in restated_defaults(merged):
+        notes.add(key, f"warning: {msg}")
+    return CheckResult([], manifest, merged, [doc.path for doc in chain], notes.problems)
+
+
+def restated_defaults(data: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
+    """Configuration that says what the engine does anyway (harmless, but noise that drifts)."""
+    found: list[tuple[KeyPath, str]] = []
+    default = RetryPolicy()
+    for name, value in (data.get("retry") or {}).items():
+        current = getattr(default, name)
+        same = (frozenset(value) == current) if isinstance(current, frozenset) else (
+            value == current)
+        if same:
+            found.append((("retry", name), f"restates the default ({value!r}); remove it"))
+    rules = (data.get("errors") or {}).get("rules") or []
+    for index, rule in enumerate(rules):
+        if set(rule) != {"status", "kind"}:
+            continue
+        statuses = set(rule["status"] if isinstance(rule["status"], list) else [rule["status"]])
+        if any(kind_for_status(s) != rule["kind"] for s in statuses):
+            continue
+        later = rules[index + 1:]
+        if all("status" in r and not statuses & set(
+                r["status"] if isinstance(r["status"], list) else [r["status"]]) for r in later):
+            found.append((("errors", "rules", index), f"restates what HTTP {sorted(statuses)} "
+                          f"means anyway ({rule['kind']}); remove it"))
+    return found
 
 
 def _samples() -> list[ChatRequest]:

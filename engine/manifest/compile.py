@@ -33,7 +33,7 @@ from .model import (
 )
 from .paths import Path, PathError, compile_path
 from .patterns import Pattern, PatternError, compile_pattern
-from .templates import Node, TemplateError, compile_tree
+from .templates import Node, TemplateError, compile_tree, compile_with_roles
 
 __all__ = ["Problems", "compile_manifest"]
 
@@ -44,16 +44,38 @@ class Problems:
     def __init__(self, chain: list[RawDoc]) -> None:
         self.chain = chain
         self.problems: list[str] = []
+        self._seen: set[str] = set()
 
     def add(self, key: KeyPath, message: str) -> None:
+        """Record one problem; the same problem at the same place is recorded once."""
+        line_text = self._locate(key, message)
+        if line_text not in self._seen:
+            self._seen.add(line_text)
+            self.problems.append(line_text)
+
+    def _locate(self, key: KeyPath, message: str) -> str:
         for doc in self.chain:
             line = doc.lines.get(key)
             if line is not None:
-                self.problems.append(f"{doc.path}:{line}: {format_path(key)}: {message}")
-                return
+                return f"{doc.path}:{line}: {format_path(key)}: {message}"
         doc = self.chain[0]
         line = doc.line_of(key) or 1
-        self.problems.append(f"{doc.path}:{line}: {format_path(key)}: {message}")
+        return f"{doc.path}:{line}: {format_path(key)}: {message}"
+
+
+_ALL: Any = object()
+
+
+def _holds(tree: Any, path: tuple[str | int, ...]) -> bool:
+    """Whether *tree* itself contains the key path *path* (its first step at least)."""
+    if not path:
+        return True
+    head = path[0]
+    if isinstance(tree, Mapping) and head in tree:
+        return _holds(tree[head], path[1:])
+    if isinstance(tree, list) and isinstance(head, int) and 0 <= head < len(tree):
+        return _holds(tree[head], path[1:])
+    return False
 
 
 class _Compiler:
@@ -61,6 +83,17 @@ class _Compiler:
 
     def __init__(self, report: Problems) -> None:
         self.report = report
+        self.roles: dict[str, Node] | None = None  # chat.message, for $message
+
+    def role_table(self, table: Mapping[str, Any] | None) -> None:
+        if table is None:
+            return
+        roles: dict[str, Node] = {}
+        for role, tree in table.items():
+            node = self.tree(tree, ("chat", "message", str(role)))
+            if node is not None:
+                roles[str(role)] = node
+        self.roles = roles
 
     def path(self, expr: Any, key: KeyPath) -> Path | None:
         if expr is None:
@@ -71,11 +104,16 @@ class _Compiler:
             self.report.add(key, str(exc))
             return None
 
-    def tree(self, tree: Any, key: KeyPath) -> Node | None:
+    def tree(self, tree: Any, key: KeyPath, own: Any = _ALL) -> Node | None:
+        """Compile *tree*; a failure is reported at *key*, or, when it lies outside
+        *own* (what this entry itself wrote, e.g. an override's body), at the base
+        ``chat`` key where the failing template was written."""
         try:
-            return compile_tree(tree)
+            return compile_with_roles(tree, self.roles)
         except TemplateError as exc:
-            self.report.add((*key, *exc.path), str(exc))
+            where = (*key, *exc.path) if own is _ALL or _holds(own, exc.path) else (
+                "chat", "body", *exc.path)
+            self.report.add(where, str(exc))
             return None
 
     def regex(self, source: Any, key: KeyPath) -> Pattern | None:
@@ -100,6 +138,7 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
     """The compiled manifest for merged, schema-valid *data*; problems go to *report*."""
     c = _Compiler(report)
     chat = data["chat"]
+    c.role_table(chat.get("message"))
     auth = _auth(data["auth"], report)
     response = _response(c, chat["response"])
     stream = _stream(c, chat.get("stream"))
@@ -275,18 +314,19 @@ def _variants(c: _Compiler, chat: Mapping[str, Any], stream_body: Any) -> tuple[
         if "stream_body" in override and stream_body is None:
             c.report.add((*key, "stream_body"), "the manifest has no chat.stream section")
         out.append(_variant(c, c.regex(override["match"], (*key, "match")), body,
-                            stream_extra if stream_body is not None else None, key))
+                            stream_extra if stream_body is not None else None, key,
+                            override.get("body") or {}))
     out.append(_variant(c, None, base_body, stream_body, ("chat",)))
     return tuple(out)
 
 
 def _variant(c: _Compiler, pattern: Pattern | None, body: Any, stream_body: Any,
-             key: KeyPath) -> Variant:
+             key: KeyPath, own: Any = _ALL) -> Variant:
     empty = compile_tree({})
-    compiled = c.tree(body, (*key, "body")) or empty
+    compiled = c.tree(body, (*key, "body"), own) or empty
     streamed = None
     if stream_body is not None:
-        streamed = c.tree(deep_merge(body, stream_body), (*key, "body")) or empty
+        streamed = c.tree(deep_merge(body, stream_body), (*key, "body"), own) or empty
     return Variant(pattern, compiled, streamed)
 
 

@@ -189,6 +189,10 @@ SCHEMA: dict[str, Any] = {
             "response": {**_RESPONSE, "required": True},
             "stream": _STREAM,
             "overrides": {"type": "list", "schema": _OVERRIDE},
+            "message": {"type": "dict",
+                        "keysrules": {"type": "string", "allowed": [
+                            "system", "user", "assistant", "tool", "default"]},
+                        "valuesrules": _TREE},
         },
     },
     "finish_reasons": {

@@ -21,7 +21,14 @@ stays); a ``None`` item in a list is dropped. Directive mappings:
 * ``{$if: "{{ cond }}", then: <tree>, else: <tree>}`` (``else`` optional);
 * ``{$switch: "{{ value }}", cases: {value: <tree>}, default: <tree>}``;
 * ``{$concat: [<tree>, ...]}`` -> one list: list results are spliced in,
-  other values appended, ``None`` skipped.
+  other values appended, ``None`` skipped;
+* ``{$message: "{{ m }}"}`` -> the message renders through the manifest's
+  role table (``chat.message``: one tree per role, and ``default``), with the
+  message bound to ``m``; a child manifest patches one role by name.
+
+An unset value is omitted; a JSON ``null`` that the provider must receive is
+written ``{{ null }}`` (or any expression that evaluates to ``null``): it is
+kept in mappings and lists and sent as ``null``.
 
 Security: templates run in Jinja's ``ImmutableSandboxedEnvironment`` with
 ``StrictUndefined``. Only expressions are allowed (no ``{% %}`` statements), so
@@ -49,11 +56,13 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ..errors import ManifestError
 
 __all__ = [
+    "JSON_NULL",
     "MAX_VALUE_SIZE",
     "Node",
     "TemplateError",
     "compile_string",
     "compile_tree",
+    "compile_with_roles",
     "environment",
     "render_checked",
 ]
@@ -65,7 +74,23 @@ DIRECTIVES = {
     "$if": {"$if", "then", "else"},
     "$switch": {"$switch", "cases", "default"},
     "$concat": {"$concat"},
+    "$message": {"$message"},
 }
+
+
+class _JsonNull:
+    """The template value ``null``: a JSON null that is sent, not omitted."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "null"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+JSON_NULL = _JsonNull()
 
 
 class TemplateError(Exception):
@@ -276,6 +301,7 @@ def environment() -> jinja2.Environment:
     # Globals that could reach outside the data are removed.
     for name in ("cycler", "joiner", "namespace", "lipsum"):
         env.globals.pop(name, None)
+    env.globals["null"] = JSON_NULL
     return env
 
 
@@ -286,6 +312,11 @@ _ENV = environment()
 MAX_WORK = 250_000
 _BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("budget",
                                                                            default=None)
+# Whether the render in progress produced a JSON null (then it is converted at the end).
+_NULLS: contextvars.ContextVar[bool] = contextvars.ContextVar("nulls", default=False)
+# The role table of the manifest being compiled, for $message nodes.
+_ROLES: contextvars.ContextVar[Mapping[str, Node] | None] = contextvars.ContextVar(
+    "roles", default=None)
 
 
 def _charge(budget: list[int] | None, units: int) -> None:
@@ -299,6 +330,9 @@ def _plain(value: Any, budget: list[int] | None = None) -> Any:
     """Convert a rendered value to plain JSON data, or raise TemplateError."""
     _charge(budget, 1)
     if value is None or isinstance(value, (bool, int)):
+        return value
+    if value is JSON_NULL:
+        _NULLS.set(True)
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -448,6 +482,23 @@ class _Concat(Node):
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Message(Node):
+    source: Node
+    roles: Mapping[str, Node]
+
+    def render(self, ctx: Mapping[str, Any]) -> Any:
+        message = self.source.render(ctx)
+        if not isinstance(message, Mapping):
+            raise TemplateError(f"$message needs a message, got {type(message).__name__}")
+        role = str(message.get("role"))
+        node = self.roles.get(role) or self.roles.get("default")
+        if node is None:
+            return None
+        key = role if role in self.roles else "default"
+        return _at(("message", key), node, {**ctx, "m": message})
+
+
 def _at(where: Any, node: Node, ctx: Mapping[str, Any]) -> Any:
     """Render a child, prefixing its location to any TemplateError."""
     try:
@@ -541,6 +592,11 @@ def _compile_mapping(tree: Mapping[str, Any], path: tuple[str | int, ...]) -> No
         raise TemplateError(f"{name} does not take {sorted(extra)}", path)
     if name == "$each":
         return _compile_each(tree, path)
+    if name == "$message":
+        roles = _ROLES.get()
+        if roles is None:
+            raise TemplateError("$message needs a chat.message role table", path)
+        return _Message(compile_tree(tree["$message"], (*path, "$message")), roles)
     if name == "$concat":
         parts = tree["$concat"]
         if not isinstance(parts, list):
@@ -576,11 +632,33 @@ def _compile_each(tree: Mapping[str, Any], path: tuple[str | int, ...]) -> Node:
                  compile_tree(tree["do"], (*path, "do")), flatten)
 
 
+def compile_with_roles(tree: Any, roles: Mapping[str, Node] | None,
+                       path: tuple[str | int, ...] = ()) -> Node:
+    """:func:`compile_tree`, with *roles* as the table ``$message`` renders through."""
+    token = _ROLES.set(roles)
+    try:
+        return compile_tree(tree, path)
+    finally:
+        _ROLES.reset(token)
+
+
+def _nulls_to_none(value: Any) -> Any:
+    if value is JSON_NULL:
+        return None
+    if isinstance(value, dict):
+        return {k: _nulls_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nulls_to_none(v) for v in value]
+    return value
+
+
 def render_checked(node: Node, ctx: Mapping[str, Any], what: str, provider: str) -> Any:
     """Render within a work budget; turn a TemplateError into a ManifestError naming where."""
     token = _BUDGET.set([MAX_WORK])
+    nulls = _NULLS.set(False)
     try:
-        return node.render(ctx)
+        value = node.render(ctx)
+        return _nulls_to_none(value) if _NULLS.get() else value
     except TemplateError as exc:
         key = (*what.split("."), *exc.path)
         where = ".".join(str(p) for p in key)
@@ -588,3 +666,4 @@ def render_checked(node: Node, ctx: Mapping[str, Any], what: str, provider: str)
                             detail=str(exc)) from None
     finally:
         _BUDGET.reset(token)
+        _NULLS.reset(nulls)
