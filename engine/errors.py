@@ -146,6 +146,11 @@ class EngineError(Exception):
         self.attempts = 1
         super().__init__(self.message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments defeat Exception's default reduce (it replays .args):
+        # rebuild from the attributes, so pickle (multiprocessing, task queues) and copy work.
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
     @property
     def provider_message(self) -> str:
         """The provider's own message (same as :attr:`message`)."""
@@ -162,6 +167,13 @@ class EngineError(Exception):
             f"provider={self.provider!r}, retryable={self.retryable!r}, "
             f"retry_after={self.retry_after!r}, message={self.message!r})"
         )
+
+
+def _rebuild(cls: type[EngineError], state: dict[str, Any]) -> EngineError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
 
 
 class ManifestError(EngineError):

@@ -158,3 +158,26 @@ def test_should_retry_header_forces_retry_of_any_kind():
     refused = EngineError("overloaded", "busy")
     refused.retry_forced = False
     assert not RetryPolicy(max_retries=3).should_retry(refused, 0)
+
+
+def test_engine_errors_survive_pickle_and_copy():
+    import copy
+    import pickle
+
+    from engine.errors import ManifestError
+    from engine.types import ChatResponse, Usage
+
+    partial = ChatResponse("so far", None, [], "other", Usage(1, 2, 3), raw=[{"a": 1}])
+    error = EngineError("rate_limited", "slow down", status=429, provider="openai",
+                        retry_after=2.5, code="rate_limit_exceeded", partial=partial)
+    error.attempts = 3
+    manifest_error = ManifestError("bad", problems=["f.yaml:1: id: bad"], provider="x",
+                                   key=("id",), detail="bad")
+    for original in (error, manifest_error):
+        for clone in (pickle.loads(pickle.dumps(original)), copy.copy(original),
+                      copy.deepcopy(original)):
+            assert type(clone) is type(original)
+            assert clone.__dict__ == original.__dict__
+            assert str(clone) == str(original) and clone.args == original.args
+    clone = pickle.loads(pickle.dumps(error))
+    assert clone.partial.content == "so far" and clone.attempts == 3 and clone.retryable
