@@ -134,6 +134,11 @@ def check_file(path: FsPath, dirs: list[FsPath] | None = None) -> CheckResult:
     return CheckResult([], manifest, merged, [doc.path for doc in chain], notes.problems)
 
 
+def _statuses(rule: Mapping[str, Any]) -> set[int]:
+    value = rule["status"]
+    return set(value if isinstance(value, list) else [value])
+
+
 def restated_defaults(data: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
     """Configuration that says what the engine does anyway (harmless, but noise that drifts)."""
     found: list[tuple[KeyPath, str]] = []
@@ -148,12 +153,11 @@ def restated_defaults(data: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
     for index, rule in enumerate(rules):
         if set(rule) != {"status", "kind"}:
             continue
-        statuses = set(rule["status"] if isinstance(rule["status"], list) else [rule["status"]])
+        statuses = _statuses(rule)
         if any(kind_for_status(s) != rule["kind"] for s in statuses):
             continue
         later = rules[index + 1:]
-        if all("status" in r and not statuses & set(
-                r["status"] if isinstance(r["status"], list) else [r["status"]]) for r in later):
+        if all("status" in r and not statuses & _statuses(r) for r in later):
             found.append((("errors", "rules", index), f"restates what HTTP {sorted(statuses)} "
                           f"means anyway ({rule['kind']}); remove it"))
     return found

@@ -98,10 +98,6 @@ class StreamDecoder:
         return self._acc.done and self._error is None
 
     @property
-    def failed(self) -> bool:
-        return self._error is not None
-
-    @property
     def response(self) -> ChatResponse:
         """The response accumulated so far (the whole answer once ``END`` was returned)."""
         return self._acc.response

@@ -21,7 +21,7 @@ A matcher sees the frame's envelope: its event name (``event``), its text
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +118,21 @@ def _whole_call(item: Any, provider: str) -> CallPart:
 
 # ---------------------------------------------------------------- stream frames
 
+def _stream_paths(spec: StreamSpec) -> Iterator[Path]:
+    """Every compiled expression of a stream section."""
+    for matcher in (*spec.ignore, *spec.end, *(rule.match for rule in spec.events)):
+        if matcher.when is not None:
+            yield matcher.when
+    for rule in spec.events:
+        call = rule.tool_call
+        exprs = [rule.content, rule.thinking, rule.tool_call_end, rule.finish_reason,
+                      *rule.usage.values(), *(rule.error or {}).values()]
+        if call is not None:
+            exprs += [call.key, call.id, call.name, call.arguments, call.each,
+                           *call.extra.values()]
+        yield from (path for path in exprs if path is not None)
+
+
 class FrameRules:
     """One manifest's stream rules, applied to frames. Stateless: safe to share."""
 
@@ -129,9 +144,13 @@ class FrameRules:
         self.manifest = manifest
         self.spec: StreamSpec = spec
         self.provider = manifest.id
+        # Only a manifest that calls frame() pays for publishing each frame to it.
+        self._envelope = any("frame(" in path.source for path in _stream_paths(spec))
 
     def map(self, frame: Frame, at_eof: bool) -> Delta | None:
         """The delta for *frame*, or None when it is ignored or matches no rule."""
+        if not self._envelope:
+            return self._map(frame, at_eof)
         token = current_frame.set(frame)
         try:
             return self._map(frame, at_eof)
