@@ -35,8 +35,8 @@ _EXPORTS = {
     "Stats": "types",
     "StreamEvent": "events",
     "RetryPolicy": "retry",
-    "Timeouts": "io.transport",
-    "Limits": "io.transport",
+    "Timeouts": "limits",
+    "Limits": "limits",
 }
 
 __all__ = [
@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from .clock import Clock
     from .errors import KINDS, EngineError, ManifestError
     from .events import StreamEvent
-    from .io.transport import Limits, Timeouts
+    from .limits import Limits, Timeouts
     from .retry import RetryPolicy
     from .types import ChatRequest, ChatResponse, Message, Stats, Tool, ToolCall, Usage
 

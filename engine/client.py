@@ -12,22 +12,18 @@ anything mutable.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from . import inputs
 from .clock import Clock
 from .errors import EngineError
 from .events import StreamEvent
 from .io.drivers import call_async, call_sync, stream_async, stream_sync
-from .io.transport import (
-    AsyncHttpClient,
-    AsyncTransport,
-    Limits,
-    SyncHttpClient,
-    SyncTransport,
-    Timeouts,
-)
+from .io.transport import AsyncHttpClient, AsyncTransport, SyncHttpClient, SyncTransport
+from .limits import DEFAULT_TIMEOUTS, Limits, Timeouts
 from .manifest.load import load_manifest
 from .manifest.model import Manifest
 from .protocol.plan import Chain, PerModel, Target, call_plan, split_model, stream_plan
@@ -43,107 +39,136 @@ log = logging.getLogger("engine")
 
 # ---------------------------------------------------------------- chat builder
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise EngineError("invalid_request", f"{name} must be a number, got {value!r}",
-                          retryable=False)
-    return value
+_B = TypeVar("_B", bound="_Builder")
+_TOOL_MODES = ("auto", "none", "required")
 
 
 class _Builder:
-    """The fluent request builder shared by the async and sync chats."""
+    """The fluent request builder shared by the async and sync chats.
 
-    def __init__(self) -> None:
+    Every method checks its argument (:mod:`engine.inputs`) and returns the
+    builder itself, so a wrong value fails at the call that got it.
+    """
+
+    def __init__(self, timeouts: Timeouts) -> None:
         self._messages: list[Message] = []
         self._params: dict[str, Any] = {}
         self._tools: tuple[Tool, ...] | None = None
         self._tool_choice: Any = None
         self._extra: dict[str, Any] = {}
+        self._headers: dict[str, str] = {}
         self._retry: dict[str, Any] = {}
+        self._timeouts = timeouts
 
-    def system(self, text: str) -> Any:
-        return self.message(Message.system(text))
+    def system(self: _B, text: str) -> _B:
+        return self.message(Message.system(inputs.text("system text", text)))
 
-    def user(self, text: str) -> Any:
-        return self.message(Message.user(text))
+    def user(self: _B, text: str) -> _B:
+        return self.message(Message.user(inputs.text("user text", text)))
 
-    def assistant(self, text: str | None = "", tool_calls: Sequence[Any] = ()) -> Any:
+    def assistant(self: _B, text: str | None = "", tool_calls: Sequence[Any] = ()) -> _B:
+        if text is not None:
+            inputs.text("assistant text", text)
         return self.message(Message.assistant(text, tool_calls=tool_calls))
 
-    def tool(self, tool_call_id: str, content: Any) -> Any:
-        return self.message(Message.tool(tool_call_id, content))
+    def tool(self: _B, tool_call_id: str, content: Any) -> _B:
+        return self.message(Message.tool(inputs.text("tool_call_id", tool_call_id), content))
 
-    def message(self, message: Message | Mapping[str, Any]) -> Any:
+    def message(self: _B, message: Message | Mapping[str, Any]) -> _B:
         try:
             self._messages.append(Message.from_dict(message))
-        except (TypeError, ValueError, KeyError) as exc:
-            raise EngineError("invalid_request", f"bad message: {exc}", retryable=False) from None
+        except EngineError:
+            raise
+        except Exception as exc:  # whatever a malformed mapping makes the constructor raise
+            raise inputs.invalid(f"bad message: {type(exc).__name__}: {exc}") from None
         return self
 
-    def messages(self, messages: Sequence[Message | Mapping[str, Any]]) -> Any:
+    def messages(self: _B, messages: Sequence[Message | Mapping[str, Any]]) -> _B:
+        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+            raise inputs.invalid(f"messages must be a list of messages, got "
+                                 f"{type(messages).__name__}")
         for message in messages:
             self.message(message)
         return self
 
-    def temperature(self, value: float) -> Any:
-        self._params["temperature"] = _number("temperature", value)
+    def temperature(self: _B, value: float) -> _B:
+        self._params["temperature"] = inputs.number("temperature", value, 0.0, 2.0)
         return self
 
-    def top_p(self, value: float) -> Any:
-        self._params["top_p"] = _number("top_p", value)
+    def top_p(self: _B, value: float) -> _B:
+        self._params["top_p"] = inputs.number("top_p", value, 0.0, 1.0)
         return self
 
-    def max_tokens(self, value: int) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise EngineError("invalid_request", f"max_tokens must be a positive int, got "
-                              f"{value!r}", retryable=False)
-        self._params["max_tokens"] = value
+    def max_tokens(self: _B, value: int) -> _B:
+        self._params["max_tokens"] = inputs.integer("max_tokens", value, 1, 2**31 - 1)
         return self
 
-    def seed(self, value: int) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise EngineError("invalid_request", "seed must be an int", retryable=False)
-        self._params["seed"] = value
+    def seed(self: _B, value: int) -> _B:
+        self._params["seed"] = inputs.integer("seed", value, -(2**63), 2**63 - 1)
         return self
 
-    def stop(self, value: str | Sequence[str]) -> Any:
-        stops = [value] if isinstance(value, str) else list(value)
-        if not all(isinstance(s, str) for s in stops):
-            raise EngineError("invalid_request", "stop must be a str or a list of str",
-                              retryable=False)
-        self._params["stop"] = stops
+    def stop(self: _B, value: str | Sequence[str]) -> _B:
+        self._params["stop"] = inputs.stop_list(value)
         return self
 
-    def tools(self, tools: Sequence[Tool | Mapping[str, Any]]) -> Any:
+    def tools(self: _B, tools: Sequence[Tool | Mapping[str, Any]]) -> _B:
+        if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
+            raise inputs.invalid(f"tools must be a list of tools, got {type(tools).__name__}")
         try:
             self._tools = tuple(Tool.from_dict(t) for t in tools)
-        except (TypeError, ValueError) as exc:
-            raise EngineError("invalid_request", f"bad tool: {exc}", retryable=False) from None
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise inputs.invalid(f"bad tool: {type(exc).__name__}: {exc}") from None
         return self
 
-    def tool_choice(self, choice: str | Mapping[str, Any]) -> Any:
-        normalize_tool_choice(choice)  # validate now, not at send time
+    def tool_choice(self: _B, choice: str | Mapping[str, Any]) -> _B:
+        """``"auto"``, ``"none"``, ``"required"``, or the name of a declared tool."""
+        normalize_tool_choice(choice)  # the shape now; the name against the tools at build
         self._tool_choice = choice
         return self
 
-    def extra_body(self, fields: Mapping[str, Any]) -> Any:
+    def extra_body(self: _B, fields: Mapping[str, Any]) -> _B:
         """Fields deep-merged into the provider body (``None`` removes a field)."""
-        self._extra.update(fields)
+        self._extra.update(inputs.json_object("extra_body", fields))
         return self
 
-    def retry(self, **overrides: Any) -> Any:
+    def headers(self: _B, headers: Mapping[str, str]) -> _B:
+        """HTTP headers for this call, over the manifest's (e.g. a beta flag); never auth."""
+        self._headers.update(inputs.header_map(headers))
+        return self
+
+    def timeout(self: _B, value: float | Timeouts | None) -> _B:
+        """Timeouts for this call: seconds (every phase), a :class:`Timeouts`, or None."""
+        self._timeouts = Timeouts.of(value)
+        return self
+
+    def retry(self: _B, **overrides: Any) -> _B:
         """Per-call retry overrides: max_retries, retry_on, backoff_base, ..."""
-        RetryPolicy().with_overrides(**overrides)  # validate the names now
+        RetryPolicy().with_overrides(**overrides)  # names and values are checked now
         self._retry.update(overrides)
         return self
 
     def build(self) -> ChatRequest:
         """The normalized request this builder describes."""
         if not self._messages:
-            raise EngineError("invalid_request", "a chat needs at least one message",
-                              retryable=False)
+            raise inputs.invalid("a chat needs at least one message")
+        self._check_tool_choice()
         return ChatRequest(tuple(self._messages), dict(self._params), self._tools,
-                           self._tool_choice, dict(self._extra))
+                           self._tool_choice, dict(self._extra), dict(self._headers))
+
+    def _check_tool_choice(self) -> None:
+        choice = normalize_tool_choice(self._tool_choice)
+        if choice is None or choice["mode"] != "tool":
+            return
+        names = [tool.name for tool in self._tools or ()]
+        if choice["name"] not in names:
+            declared = ", ".join(map(repr, names)) or "none"
+            near = difflib.get_close_matches(choice["name"], [*_TOOL_MODES, *names], n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise inputs.invalid(f"tool_choice {choice['name']!r} is neither a mode "
+                                 f"('auto', 'none', 'required') nor a declared tool "
+                                 f"(declared: {declared}){hint}")
 
     def _policy(self, target: Target) -> RetryPolicy:
         return target.policy.with_overrides(**self._retry) if self._retry else target.policy
@@ -153,7 +178,7 @@ class AsyncChat(_Builder):
     """A chat request for :class:`AiClient`; finish with ``await .execute()`` or ``.stream()``."""
 
     def __init__(self, client: AiClient) -> None:
-        super().__init__()
+        super().__init__(client._transport.timeouts)
         self._client = client
 
     async def execute(self) -> ChatResponse:
@@ -162,8 +187,10 @@ class AsyncChat(_Builder):
 
     async def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
         chain = self._client._chain
-        plan = call_plan(chain, self.build(), self._policy)
-        return await call_async(plan, self._client._transport, chain.clock)  # type: ignore[no-any-return]
+        plan = call_plan(chain, self.build(), self._policy, self._timeouts)
+        result: tuple[ChatResponse, Stats] = await call_async(plan, self._client._transport,
+                                                              chain.clock)
+        return result
 
     def stream(self) -> AsyncChatStream:
         return AsyncChatStream(self._client, self.build(), self)
@@ -173,7 +200,7 @@ class SyncChat(_Builder):
     """A chat request for :class:`SyncAiClient`; finish with ``.execute()`` or ``.stream()``."""
 
     def __init__(self, client: SyncAiClient) -> None:
-        super().__init__()
+        super().__init__(client._transport.timeouts)
         self._client = client
 
     def execute(self) -> ChatResponse:
@@ -181,8 +208,10 @@ class SyncChat(_Builder):
 
     def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
         chain = self._client._chain
-        plan = call_plan(chain, self.build(), self._policy)
-        return call_sync(plan, self._client._transport, chain.clock)  # type: ignore[no-any-return]
+        plan = call_plan(chain, self.build(), self._policy, self._timeouts)
+        result: tuple[ChatResponse, Stats] = call_sync(plan, self._client._transport,
+                                                       chain.clock)
+        return result
 
     def stream(self) -> SyncChatStream:
         return SyncChatStream(self._client, self.build(), self)
@@ -190,33 +219,46 @@ class SyncChat(_Builder):
 
 # ---------------------------------------------------------------- streams
 
+class _Result:
+    """Where a stream driver leaves the plan's result.
+
+    The driver's generator holds this, not the stream object: a stream the
+    user drops without closing has no reference cycle, so it is finalized at
+    once and its connection released.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: tuple[ChatResponse, Stats] | None = None
+
+    def __call__(self, value: tuple[ChatResponse, Stats]) -> None:
+        self.value = value
+
+
 class _StreamBase:
     """One streamed request: its plan, and its result once the plan finished."""
 
     def __init__(self, chain: Chain, request: ChatRequest, builder: _Builder,
                  max_frame_bytes: int) -> None:
         # Every model's request is rendered now, so a bad request fails at .stream().
-        self._plan = stream_plan(chain, request, builder._policy, max_frame_bytes)
-        self._chain = chain
-        self._result: tuple[ChatResponse, Stats] | None = None
+        self._plan = stream_plan(chain, request, builder._policy, max_frame_bytes,
+                                 builder._timeouts)
+        self._result = _Result()
 
-    def _finished(self, value: tuple[ChatResponse, Stats]) -> None:
-        self._result = value
+    def _finished_value(self) -> tuple[ChatResponse, Stats]:
+        if self._result.value is None:
+            raise inputs.invalid("the stream has not finished yet")
+        return self._result.value
 
     @property
     def response(self) -> ChatResponse:
         """The accumulated response; available once the stream was read to the end."""
-        if self._result is None:
-            raise EngineError("invalid_request", "the stream has not finished yet",
-                              retryable=False)
-        return self._result[0]
+        return self._finished_value()[0]
 
     @property
     def stats(self) -> Stats:
-        if self._result is None:
-            raise EngineError("invalid_request", "the stream has not finished yet",
-                              retryable=False)
-        return self._result[1]
+        return self._finished_value()[1]
 
 
 class AsyncChatStream(_StreamBase):
@@ -226,7 +268,7 @@ class AsyncChatStream(_StreamBase):
         super().__init__(client._chain, request, builder,
                          client._transport.limits.max_frame_bytes)
         self._events = stream_async(self._plan, client._transport, client._chain.clock,
-                                    self._finished)
+                                    self._result)
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._events
@@ -249,7 +291,7 @@ class SyncChatStream(_StreamBase):
         super().__init__(client._chain, request, builder,
                          client._transport.limits.max_frame_bytes)
         self._events = stream_sync(self._plan, client._transport, client._chain.clock,
-                                   self._finished)
+                                   self._result)
 
     def __iter__(self) -> Iterator[StreamEvent]:
         return self._events
@@ -267,6 +309,28 @@ class SyncChatStream(_StreamBase):
 
 # ---------------------------------------------------------------- clients
 
+def _chain(model: Any, api_key: Any, base_url: Any, max_retries: Any, retry: Any,
+           clock: Any) -> Chain:
+    """The checked chain of a ``create`` call (the one place its arguments are checked)."""
+    models = inputs.model_ids(model)
+    keys = inputs.per_model("api_key", api_key, inputs.api_key)
+    urls = inputs.per_model("base_url", base_url, inputs.base_url)
+    if max_retries is not None:
+        inputs.integer("max_retries", max_retries, 0, 100)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise inputs.invalid(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+    if clock is not None and not isinstance(clock, Clock):
+        raise inputs.invalid(f"clock must be a Clock, got {type(clock).__name__}")
+    return Chain(models, load_manifest, api_key=keys, base_url=urls,
+                 max_retries=max_retries, retry=retry, clock=clock)
+
+
+def _limits(limits: Any) -> Limits | None:
+    if limits is not None and not isinstance(limits, Limits):
+        raise inputs.invalid(f"limits must be a Limits, got {type(limits).__name__}")
+    return limits
+
+
 class AiClient:
     """Async client for ``provider/model`` (or a fallback chain of them).
 
@@ -274,7 +338,9 @@ class AiClient:
     ``await AiClient.create(["primary/model", "fallback/model"])``. Holds one
     connection pool for every call; release it with ``await client.aclose()``
     or ``async with``. Pass ``http_client=`` to share your own
-    ``httpx.AsyncClient`` (the client then leaves it open).
+    ``httpx.AsyncClient`` (the client then leaves it open). A client may be
+    used from one event loop after another (``asyncio.run`` twice): its own
+    pool is renewed for the new loop.
     """
 
     def __init__(self, chain: Chain, transport: AsyncTransport) -> None:
@@ -284,14 +350,17 @@ class AiClient:
     @classmethod
     async def create(cls, model: str | Sequence[str], *, api_key: PerModel = None,
                      base_url: PerModel = None, max_retries: int | None = None,
-                     timeout: float | Timeouts | None = 60.0,
+                     timeout: float | Timeouts | None = DEFAULT_TIMEOUTS,
                      http_client: AsyncHttpClient | None = None,
                      retry: RetryPolicy | None = None, clock: Clock | None = None,
                      limits: Limits | None = None) -> AiClient:
-        """``api_key`` and ``base_url`` may map a provider or model id to its value."""
-        chain = Chain(model, load_manifest, api_key=api_key, base_url=base_url,
-                      max_retries=max_retries, retry=retry, clock=clock)
-        return cls(chain, AsyncTransport(timeout, http_client, limits))
+        """``api_key`` and ``base_url`` may map a provider or model id to its value.
+
+        ``timeout``: seconds for every phase, a :class:`Timeouts`, or None for
+        no limit; the default waits 5 s to connect and 600 s for data.
+        """
+        chain = _chain(model, api_key, base_url, max_retries, retry, clock)
+        return cls(chain, AsyncTransport(Timeouts.of(timeout), http_client, _limits(limits)))
 
     @property
     def provider(self) -> str:
@@ -331,7 +400,7 @@ class SyncAiClient:
 
     ``SyncAiClient.create("provider/model")``, ``client.chat().user("hi").execute()``,
     ``for event in client.chat().user("hi").stream(): ...``; release with
-    ``client.close()`` or ``with``.
+    ``client.close()`` or ``with``. One client may be shared by threads.
     """
 
     def __init__(self, chain: Chain, transport: SyncTransport) -> None:
@@ -341,12 +410,12 @@ class SyncAiClient:
     @classmethod
     def create(cls, model: str | Sequence[str], *, api_key: PerModel = None,
                base_url: PerModel = None, max_retries: int | None = None,
-               timeout: float | Timeouts | None = 60.0, http_client: SyncHttpClient | None = None,
+               timeout: float | Timeouts | None = DEFAULT_TIMEOUTS,
+               http_client: SyncHttpClient | None = None,
                retry: RetryPolicy | None = None, clock: Clock | None = None,
                limits: Limits | None = None) -> SyncAiClient:
-        chain = Chain(model, load_manifest, api_key=api_key, base_url=base_url,
-                      max_retries=max_retries, retry=retry, clock=clock)
-        return cls(chain, SyncTransport(timeout, http_client, limits))
+        chain = _chain(model, api_key, base_url, max_retries, retry, clock)
+        return cls(chain, SyncTransport(Timeouts.of(timeout), http_client, _limits(limits)))
 
     @property
     def provider(self) -> str:

@@ -16,6 +16,7 @@ secret from messages before they are stored.
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import urllib.parse
 from typing import Any, Literal, get_args
@@ -51,27 +52,38 @@ __all__ = [
     "EngineError",
     "ErrorKind",
     "ManifestError",
+    "excerpt",
     "redact",
     "register_secret",
 ]
 
 _secrets_lock = threading.Lock()
 _secrets: set[str] = set()
+_short: dict[str, re.Pattern[str]] = {}
 _REDACTED = "[REDACTED]"
+# Below this length a secret is redacted only where it stands alone (between
+# characters that cannot be part of a key), so a short "key" such as "abc"
+# does not mangle every word containing those letters, and is never shown.
+_SHORT = 8
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a secret so that :func:`redact` removes it from any text.
+    """Remember a secret so that :func:`redact` removes it from any text, whatever its length.
 
     Its URL-encoded and base64 forms are remembered too (a key in a query
-    string, a basic-auth header). Very short values are ignored: redacting a
-    one-letter "key" would mangle every message.
+    string, a basic-auth header).
     """
-    if value and len(value) >= 4:
-        forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
-                 base64.b64encode(value.encode()).decode().rstrip("=")}
-        with _secrets_lock:
-            _secrets.update(forms)
+    if not value:
+        return
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
+             base64.b64encode(value.encode()).decode().rstrip("=")}
+    with _secrets_lock:
+        for form in forms:
+            if len(form) >= _SHORT:
+                _secrets.add(form)
+            elif form not in _short:
+                _short[form] = re.compile(r"(?<![A-Za-z0-9_-])" + re.escape(form)
+                                          + r"(?![A-Za-z0-9_-])")
 
 
 # A run this long of a secret's start counts as the secret: an excerpt cut
@@ -81,16 +93,26 @@ _FRAGMENT = 12
 
 def redact(text: str) -> str:
     """Return *text* with every registered secret (or a cut-off start of one) redacted."""
-    if not _secrets:
+    if not _secrets and not _short:
         return text
     with _secrets_lock:
         secrets = sorted(_secrets, key=len, reverse=True)
+        short = list(_short.values())
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, _REDACTED)
         if len(secret) > _FRAGMENT:
             text = _redact_fragments(text, secret)
+    for pattern in short:
+        text = pattern.sub(_REDACTED, text)
     return text
+
+
+def excerpt(text: str | bytes, limit: int) -> str:
+    """The first *limit* characters of *text*, redacted before the cut (a cut never
+    splits a key, so no start of one survives)."""
+    whole = redact(text.decode("utf-8", "replace") if isinstance(text, bytes) else text)
+    return whole if len(whole) <= limit else whole[:limit] + "..."
 
 
 def _redact_fragments(text: str, secret: str) -> str:

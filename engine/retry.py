@@ -13,11 +13,12 @@ from __future__ import annotations
 import email.utils
 import random
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import DEFAULT_RETRYABLE, EngineError
+from . import inputs
+from .errors import DEFAULT_RETRYABLE, KINDS, EngineError
 
 __all__ = ["RetryPolicy", "parse_duration", "parse_retry_value"]
 
@@ -39,12 +40,23 @@ class RetryPolicy:
     # (retryable kinds always do once their retries are spent).
     fallback_on: frozenset[str] = frozenset({"not_found"})
 
+    def __post_init__(self) -> None:
+        # Checked here, so a policy built by hand, by a manifest or by overrides is sound.
+        inputs.integer("max_retries", self.max_retries, 0, 100)
+        for name in ("backoff_base", "backoff_max", "max_retry_after"):
+            inputs.number(name, getattr(self, name), 0.0)
+        if not isinstance(self.honor_retry_after, bool):
+            raise inputs.invalid(f"honor_retry_after must be a bool, got "
+                                 f"{type(self.honor_retry_after).__name__}")
+        for name in ("retry_on", "fallback_on"):
+            object.__setattr__(self, name, _kinds(name, getattr(self, name)))
+
     def with_overrides(self, **changes: Any) -> RetryPolicy:
         """A copy with the given fields changed (``None`` values are ignored)."""
+        known = [spec.name for spec in fields(self)]
+        for name in changes:
+            inputs.choice("retry option", name, known)
         clean = {k: v for k, v in changes.items() if v is not None}
-        for name in ("retry_on", "fallback_on"):
-            if name in clean:
-                clean[name] = frozenset(clean[name])
         return replace(self, **clean)
 
     def should_retry(self, error: EngineError, attempt: int) -> bool:
@@ -65,6 +77,16 @@ class RetryPolicy:
             return max(0.0, min(error.retry_after, self.max_retry_after))
         cap = min(self.backoff_max, self.backoff_base * (2**attempt))
         return (rng or random).uniform(0.0, cap)
+
+
+def _kinds(name: str, value: Any) -> frozenset[str]:
+    """A set of error kinds; a typo is an error (it would silently never match)."""
+    if isinstance(value, str) or not isinstance(value, (set, frozenset, list, tuple)):
+        raise inputs.invalid(f"{name} must be a set of error kinds, got "
+                             f"{type(value).__name__} {value!r:.60}")
+    for kind in value:
+        inputs.choice(f"{name} entry", kind, KINDS)
+    return frozenset(value)
 
 
 def parse_duration(text: str) -> float | None:

@@ -235,3 +235,5 @@ class ChatRequest:
     tools: tuple[Tool, ...] | None = None
     tool_choice: str | Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Per-call HTTP headers, merged over the manifest's (never over the auth header).
+    headers: Mapping[str, str] = field(default_factory=dict)

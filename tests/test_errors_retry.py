@@ -63,8 +63,9 @@ def test_only_transient_kinds_retry_by_default(kind):
 def test_policy_overrides():
     policy = RetryPolicy().with_overrides(max_retries=0, retry_on=["timeout"])
     assert policy.max_retries == 0 and policy.retry_on == frozenset({"timeout"})
-    with pytest.raises(TypeError):
+    with pytest.raises(EngineError, match="did you mean 'max_retries'") as caught:
         RetryPolicy().with_overrides(retires=3)
+    assert caught.value.kind == "invalid_request"
 
 
 def test_openai_rate_limit_and_quota():

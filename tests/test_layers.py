@@ -26,7 +26,8 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
-TYPES = {"engine.errors", "engine.types", "engine.events", "engine.retry", "engine.clock"}
+TYPES = {"engine.errors", "engine.types", "engine.events", "engine.retry", "engine.clock",
+         "engine.inputs", "engine.limits"}
 MODEL = {"engine.manifest.model", "engine.manifest.merge", "engine.manifest.paths",
          "engine.manifest.patterns", "engine.manifest.templates", "engine.manifest"}
 LOADING = {"engine.manifest.locate", "engine.manifest.source", "engine.manifest.yamlsrc",
@@ -102,12 +103,14 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
                 target = ".".join([*base, node.module] if node.module else base)
             else:
                 target = node.module or ""
-            found.append((node.lineno, target))
-            # "from . import x" / "from .pkg import mod": the submodules count too.
-            for alias in node.names:
-                candidate = f"{target}.{alias.name}"
-                if (ENGINE.parent / (candidate.replace(".", "/") + ".py")).exists():
-                    found.append((node.lineno, candidate))
+            # "from . import x" / "from .pkg import mod": the submodules count; the
+            # package itself only when a name is not a submodule.
+            modules = [f"{target}.{alias.name}" for alias in node.names]
+            modules = [m for m in modules
+                       if (ENGINE.parent / (m.replace(".", "/") + ".py")).exists()]
+            if node.module or len(modules) < len(node.names):
+                found.append((node.lineno, target))
+            found += [(node.lineno, m) for m in modules]
     return found
 
 

@@ -771,7 +771,10 @@ def check_response(out: Outcome) -> None:
     assert stats.attempts >= 1
     assert (stats.prompt_tokens, stats.completion_tokens, stats.total_tokens) == (
         resp.usage.prompt_tokens, resp.usage.completion_tokens, resp.usage.total_tokens)
-    if content:
+    # ttft: the first output of any kind (text, thinking, a tool-call fragment).
+    produced = any(e.is_content_delta or e.is_thinking_delta or e.is_tool_call_started
+                   or e.is_tool_call_delta for e in events)
+    if produced:
         assert stats.ttft_ms is not None
         assert 0 <= stats.ttft_ms <= stats.latency_ms
     else:
@@ -971,7 +974,7 @@ def openai_text_stream(pieces: Sequence[str], *, done: bool = True) -> list[byte
     return [*chunks, DONE] if done else chunks
 
 
-async def test_ttft_only_with_content_and_not_after_latency(server: ReplayServer) -> None:
+async def test_ttft_counts_any_output_and_not_after_latency(server: ReplayServer) -> None:
     openai = RECORDED[0]
     server.enqueue(script(openai, openai.boundary_chunks()),
                    script(openai, openai_text_stream(["Once", " upon"])))
@@ -981,8 +984,11 @@ async def test_ttft_only_with_content_and_not_after_latency(server: ReplayServer
         with_text = await run_async(client)
     finally:
         await client.aclose()
+    # The first output of any kind is the first token: here, a tool-call fragment.
     assert not any(e.is_content_delta for e in tools_only.events)
-    assert tools_only.stats.ttft_ms is None
+    assert any(e.is_tool_call_started for e in tools_only.events)
+    assert tools_only.stats.ttft_ms is not None
+    assert 0 <= tools_only.stats.ttft_ms <= tools_only.stats.latency_ms
     assert with_text.stats.ttft_ms is not None
     assert 0 <= with_text.stats.ttft_ms <= with_text.stats.latency_ms
     assert with_text.stats.attempts == 1

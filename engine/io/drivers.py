@@ -35,7 +35,8 @@ async def call_async(plan: Plan, transport: AsyncTransport, clock: Clock) -> Any
             await clock.asleep(step.seconds)
         elif isinstance(step, Send):
             try:
-                outcome = await transport.send(step.prepared, step.target.provider)
+                outcome = await transport.send(step.prepared, step.target.provider,
+                                               step.timeouts)
             except EngineError as error:
                 outcome = error
         else:  # pragma: no cover  # a plain plan yields nothing else
@@ -55,7 +56,8 @@ def call_sync(plan: Plan, transport: SyncTransport, clock: Clock) -> Any:
             clock.sleep(step.seconds)
         elif isinstance(step, Send):
             try:
-                outcome = transport.send(step.prepared, step.target.provider)
+                outcome = transport.send(step.prepared, step.target.provider,
+                                               step.timeouts)
             except EngineError as error:
                 outcome = error
         else:  # pragma: no cover  # a plain plan yields nothing else
@@ -100,7 +102,8 @@ async def stream_async(plan: Plan, transport: AsyncTransport, clock: Clock,
                     await clock.asleep(step.seconds)
                 elif isinstance(step, Open):
                     try:
-                        opened = await transport.open(step.prepared, step.target.provider)
+                        opened = await transport.open(step.prepared, step.target.provider,
+                                                    step.timeouts)
                         outcome = opened.head
                     except EngineError as error:
                         outcome = error
@@ -148,7 +151,8 @@ def stream_sync(plan: Plan, transport: SyncTransport, clock: Clock,
                     clock.sleep(step.seconds)
                 elif isinstance(step, Open):
                     try:
-                        opened = transport.open(step.prepared, step.target.provider)
+                        opened = transport.open(step.prepared, step.target.provider,
+                                                    step.timeouts)
                         outcome = opened.head
                     except EngineError as error:
                         outcome = error

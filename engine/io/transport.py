@@ -5,11 +5,22 @@ wire steps (:mod:`engine.protocol.plan`): ``send`` a
 :class:`~engine.protocol.render.PreparedRequest` and read the whole answer
 (:class:`RawResponse`), or ``open`` it and read the body chunk by chunk from
 the returned :class:`AsyncOpened` / :class:`SyncOpened` (``read``,
-``read_all``, a bounded ``drain``, ``close``). Every httpx exception is
-translated into an :class:`EngineError` here (``timeout``, ``connection``,
-``malformed_response``); nothing from httpx escapes. A transport owns its
-``httpx`` client unless one was handed in, in which case closing the
-transport leaves that client open.
+``read_all``, a bounded ``drain``, ``close``).
+
+Invariants, whatever the ``httpx`` client (owned, or handed in by the user):
+
+- every exception of the HTTP stack becomes an :class:`EngineError` here
+  (``timeout``, ``connection``, ``invalid_request``, ``malformed_response``);
+- redirects are never followed (a key must not reach another origin); the
+  plan turns a 3xx into an error;
+- bodies are decoded by :mod:`engine.io.encoding` in bounded pieces, so a
+  compression bomb stops at the reader's limit;
+- at most ``Limits.max_in_flight`` requests of one transport are on the
+  wire; the others wait in arrival order;
+- log records of httpx and httpcore (every logger under them) are redacted.
+
+A transport owns its ``httpx`` client unless one was handed in, in which
+case closing the transport leaves that client open.
 """
 
 from __future__ import annotations
@@ -21,13 +32,16 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
 from ..errors import EngineError, redact
+from ..limits import DEFAULT_TIMEOUTS, MAX_BODY_BYTES, Limits, Timeouts
 from ..protocol.plan import Head, RawResponse
 from ..protocol.render import PreparedRequest
+from .encoding import BodyDecoder, accept_encoding
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -42,10 +56,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("engine")
+AsyncHttpClient = httpx.AsyncClient  # what AiClient(http_client=...) accepts
+SyncHttpClient = httpx.Client  # what SyncAiClient(http_client=...) accepts
 
+
+# ---------------------------------------------------------------- logging
 
 class _Redacting(logging.Filter):
-    """Removes registered secrets from httpx's own log lines (they print full URLs)."""
+    """Removes registered secrets from the HTTP stack's log lines (they print full URLs)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -55,43 +73,36 @@ class _Redacting(logging.Filter):
         return True
 
 
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).addFilter(_Redacting())
-AsyncHttpClient = httpx.AsyncClient  # what AiClient(http_client=...) accepts
-SyncHttpClient = httpx.Client  # what SyncAiClient(http_client=...) accepts
-MAX_BODY_BYTES = 32 * 1024 * 1024
+_FILTER = _Redacting()
+# A logger's filters do not apply to records of its children, so each logger
+# under these roots gets the filter: the ones httpcore names, and any existing.
+_LOG_ROOTS = ("httpx", "httpcore")
+_KNOWN_LOGGERS = ("httpcore.connection", "httpcore.connection_pool", "httpcore.http11",
+                  "httpcore.http2", "httpcore.proxy", "httpcore.socks")
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds, ``None`` for no limit.
+def _install_log_filters() -> None:
+    names = [*_LOG_ROOTS, *_KNOWN_LOGGERS, *list(logging.root.manager.loggerDict)]
+    for name in names:
+        if name in _LOG_ROOTS or name.startswith(tuple(r + "." for r in _LOG_ROOTS)):
+            logger = logging.getLogger(name)
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)
 
-    ``connect``: to open a connection; ``read``: the longest wait for the next
-    bytes (a stream that stalls between events hits it); ``write``; ``pool``:
-    to get a connection from the pool; ``total``: one whole attempt, from
-    sending the request to the last byte of the answer. They apply to every
-    request, also through a user-supplied ``http_client``. In the sync client
-    ``total`` is checked between reads, each read waiting at most the time left.
-    """
 
-    connect: float | None = 10.0
-    read: float | None = 60.0
-    write: float | None = 60.0
-    pool: float | None = 10.0
-    total: float | None = None
+_install_log_filters()
 
-    @classmethod
-    def of(cls, value: float | Timeouts | None) -> Timeouts:
-        if isinstance(value, Timeouts):
+
+# ---------------------------------------------------------------- helpers
+
+def _httpx_timeout(timeouts: Timeouts, remaining: float | None = None) -> httpx.Timeout:
+    def cap(value: float | None) -> float | None:
+        if remaining is None:
             return value
-        return cls(value, value, value, value)
+        return remaining if value is None else min(value, remaining)
 
-    def to_httpx(self, remaining: float | None = None) -> httpx.Timeout:
-        read = self.read
-        if remaining is not None:
-            read = remaining if read is None else min(read, remaining)
-        return httpx.Timeout(connect=self.connect, read=read, write=self.write,
-                             pool=self.pool)
+    return httpx.Timeout(connect=cap(timeouts.connect), read=cap(timeouts.read),
+                         write=cap(timeouts.write), pool=cap(timeouts.pool))
 
 
 class _Deadline:
@@ -104,38 +115,68 @@ class _Deadline:
     def left(self) -> float | None:
         return None if self.at is None else max(0.0, self.at - time.monotonic())
 
+    def expired(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
     def error(self, provider: str | None) -> EngineError:
-        return EngineError("timeout", f"total timeout of {self.total}s exceeded",
-                           provider=provider)
+        return EngineError("timeout", f"total timeout of {self.total}s exceeded; the request "
+                           f"was not retried, since the provider may be generating (and "
+                           f"billing) the answer: use .stream(), or a larger timeout=",
+                           provider=provider, retryable=False)
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Bytes a response may make the client hold: a whole non-streamed body, one stream frame."""
-
-    max_body_bytes: int = MAX_BODY_BYTES
-    max_frame_bytes: int = 16 * 1024 * 1024
-
-    def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_frame_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, not {value!r}")
+_READ_ADVICE = ("not retried, since the provider may still be generating (and billing) the "
+                "answer; use .stream() to receive it as it is produced, or a larger timeout=")
 
 
-def _translate(exc: Exception, provider: str | None) -> EngineError:
-    """The EngineError for an httpx (or socket) exception."""
+def _timeout_error(exc: httpx.TimeoutException, timeouts: Timeouts,
+                   provider: str | None) -> EngineError:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return EngineError("timeout", f"no connection within the connect timeout of "
+                           f"{timeouts.connect}s", provider=provider)
+    if isinstance(exc, httpx.PoolTimeout):
+        return EngineError("timeout", f"no free connection within the pool timeout of "
+                           f"{timeouts.pool}s", provider=provider)
+    if isinstance(exc, httpx.WriteTimeout):
+        return EngineError("timeout", f"the request was not sent within the write timeout "
+                           f"of {timeouts.write}s", provider=provider)
+    return EngineError("timeout", f"no data within the read timeout of {timeouts.read}s; "
+                       + _READ_ADVICE, provider=provider, retryable=False)
+
+
+def _translate(exc: Exception, timeouts: Timeouts, provider: str | None) -> EngineError:
+    """The EngineError for an exception of the HTTP stack."""
     name = type(exc).__name__
     detail = str(exc) or name
     if isinstance(exc, httpx.TimeoutException):
-        return EngineError("timeout", f"{name}: {detail}", provider=provider)
+        return _timeout_error(exc, timeouts, provider)
     if isinstance(exc, httpx.DecodingError):
         return EngineError("malformed_response", f"cannot decode the body: {detail}",
                            provider=provider, retryable=False)
     if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
         return EngineError("invalid_request", f"bad URL: {detail}", provider=provider,
                            retryable=False)
+    if isinstance(exc, httpx.LocalProtocolError):
+        # Nothing was sent: the request itself cannot be written; a retry fails the same way.
+        return EngineError("invalid_request", f"the request could not be sent: {detail}",
+                           provider=provider, retryable=False)
+    if isinstance(exc, (UnicodeError, ValueError)):
+        return EngineError("invalid_request", f"the request could not be sent: {name}",
+                           provider=provider, retryable=False)
     return EngineError("connection", f"{name}: {detail}", provider=provider)
+
+
+def _closed_error(provider: str | None) -> EngineError:
+    return EngineError("invalid_request", "the client is closed; create a new one",
+                       provider=provider, retryable=False)
+
+
+def _runtime_error(exc: RuntimeError, provider: str | None) -> EngineError:
+    text = str(exc)
+    if "closed" in text and "client" in text:
+        return _closed_error(provider)
+    return EngineError("invalid_request", f"the HTTP client cannot be used here: {text}",
+                       provider=provider, retryable=False)
 
 
 def _headers(response: httpx.Response) -> dict[str, str]:
@@ -147,9 +188,17 @@ def _headers(response: httpx.Response) -> dict[str, str]:
 
 
 def _build(client: httpx.AsyncClient | httpx.Client, req: PreparedRequest,
-           timeout: httpx.Timeout) -> httpx.Request:
-    return client.build_request(req.method, req.url, headers=list(req.headers), content=req.body,
-                                timeout=timeout)
+           timeout: httpx.Timeout, provider: str | None, timeouts: Timeouts) -> httpx.Request:
+    headers = list(req.headers)
+    if not any(name == "accept-encoding" for name, _ in headers):
+        headers.append(("accept-encoding", accept_encoding()))
+    try:
+        return client.build_request(req.method, req.url, headers=headers, content=req.body,
+                                    timeout=timeout)
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        raise _translate(exc, timeouts, provider) from None
+    except RuntimeError as exc:
+        raise _runtime_error(exc, provider) from None
 
 
 def _too_big(provider: str | None, limit: int) -> EngineError:
@@ -158,27 +207,99 @@ def _too_big(provider: str | None, limit: int) -> EngineError:
                        retryable=False)
 
 
+def _pool(limits: Limits) -> httpx.Limits:
+    # Every connection is kept alive: a burst of calls reuses what the last one opened.
+    return httpx.Limits(max_connections=limits.max_connections,
+                        max_keepalive_connections=limits.max_connections)
+
+
+def _new_client(kind: type[Any], timeouts: Timeouts, limits: Limits) -> Any:
+    try:
+        return kind(timeout=_httpx_timeout(timeouts), limits=_pool(limits),
+                    follow_redirects=False)
+    except ImportError as exc:
+        raise EngineError("invalid_request", f"the HTTP client needs a package that is not "
+                          f"installed ({exc}); a SOCKS proxy in the environment (ALL_PROXY) "
+                          f"needs: pip install 'httpx[socks]'", retryable=False) from None
+    except (ValueError, TypeError, httpx.InvalidURL) as exc:
+        raise EngineError("invalid_request", f"the HTTP client cannot be configured from the "
+                          f"environment (a proxy variable?): {exc}", retryable=False) from None
+
+
+def _check_client(client: Any, kind: type[Any], what: str) -> None:
+    if client is not None and not isinstance(client, kind):
+        raise EngineError("invalid_request", f"http_client must be an {kind.__module__}."
+                          f"{kind.__name__} for {what}, got {type(client).__name__}",
+                          retryable=False)
+
+
+def _preread(response: httpx.Response) -> bool:
+    # A response built in memory (httpx.MockTransport, a user's own transport) has been
+    # read, and decoded, by httpx already; one from the network never has.
+    return response.is_stream_consumed
+
+
+async def _aiter_once(data: bytes) -> Any:
+    yield data
+
+
+class _Body:
+    """The decoded body of one response, pulled in bounded pieces. Shared by both modes."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        coding = None if _preread(response) else response.headers.get("content-encoding")
+        self.decoder = BodyDecoder(coding)
+        self.pending: Iterator[bytes] = iter(())
+        self.finished = False
+
+    def next_piece(self) -> bytes | None:
+        """A ready piece, or None when raw bytes are needed."""
+        return next(self.pending, None)
+
+    def feed(self, raw: bytes | None) -> None:
+        """Raw bytes, or None at the end of the raw body."""
+        if raw is None:
+            self.finished = True
+            self.pending = self.decoder.finish()
+        else:
+            self.pending = self.decoder.feed(raw)
+
+
+# ---------------------------------------------------------------- async
+
 class AsyncOpened:
     """An open async response: its head, and the body still to be read."""
 
-    def __init__(self, response: httpx.Response, provider: str | None,
-                 deadline: _Deadline) -> None:
+    def __init__(self, response: httpx.Response, provider: str | None, deadline: _Deadline,
+                 timeouts: Timeouts, release: Any) -> None:
         self.head = Head(response.status_code, _headers(response))
         self._response = response
         self._provider = provider
         self._deadline = deadline
-        self._chunks = response.aiter_bytes()
+        self._timeouts = timeouts
+        self._raw = _aiter_once(response.content) if _preread(response) else response.aiter_raw()
+        self._body = _Body(response)
+        self._release = release
 
-    async def read(self) -> bytes:
-        """The next decoded chunk; ``b""`` at the end of the body."""
+    async def _next_raw(self) -> bytes | None:
         try:
-            return await asyncio.wait_for(self._chunks.__anext__(), self._deadline.left())
+            return await asyncio.wait_for(self._raw.__anext__(), self._deadline.left())
         except StopAsyncIteration:
-            return b""
+            return None
         except httpx.HTTPError as exc:
-            raise _translate(exc, self._provider) from None
+            raise _translate(exc, self._timeouts, self._provider) from None
         except asyncio.TimeoutError:
             raise self._deadline.error(self._provider) from None
+
+    async def read(self) -> bytes:
+        """The next decoded piece; ``b""`` at the end of the body."""
+        while True:
+            piece = self._body.next_piece()
+            if piece:
+                return piece
+            if self._body.finished:
+                return b""
+            self._body.feed(await self._next_raw())
 
     async def read_all(self, limit: int) -> bytes:
         body = bytearray()
@@ -193,33 +314,62 @@ class AsyncOpened:
         """Read the rest within the bounds so the connection can be reused; never raises."""
         async def rest() -> None:
             size = 0
-            async for chunk in self._chunks:
+            async for chunk in self._raw:
                 size += len(chunk)
                 if size > max_bytes:
                     return
 
         try:
             await asyncio.wait_for(rest(), seconds)
-        except (asyncio.TimeoutError, httpx.HTTPError):
+        except (asyncio.TimeoutError, httpx.HTTPError, RuntimeError):
             return
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        release, self._release = self._release, None
+        try:
+            await self._response.aclose()
+        except (httpx.HTTPError, RuntimeError):  # closing never fails the answer
+            pass
+        finally:
+            if release is not None:
+                release()
 
 
 class AsyncTransport:
     """Async HTTP via one pooled ``httpx.AsyncClient``."""
 
-    def __init__(self, timeout: float | Timeouts | None = 60.0,
+    def __init__(self, timeout: float | Timeouts | None = DEFAULT_TIMEOUTS,
                  http_client: httpx.AsyncClient | None = None,
                  limits: Limits | None = None) -> None:
+        _check_client(http_client, httpx.AsyncClient, "AiClient")
+        _install_log_filters()
         self.limits = limits or Limits()
+        self.timeouts = Timeouts.of(timeout)
         self._owned = http_client is None
-        self._timeouts = Timeouts.of(timeout)
-        self._client = http_client or httpx.AsyncClient(timeout=self._timeouts.to_httpx())
+        self._client = http_client or _new_client(httpx.AsyncClient, self.timeouts, self.limits)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
 
-    async def send(self, req: PreparedRequest, provider: str | None = None) -> RawResponse:
-        opened = await self.open(req, provider)
+    def _bind_loop(self, provider: str | None) -> asyncio.Semaphore:
+        """The in-flight slots of the running loop; a new loop gets a fresh owned pool."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._slots is None:
+            if self._loop is not None:
+                if not self._owned:
+                    raise EngineError("invalid_request", "the http_client handed to this "
+                                      "client belongs to another event loop; create the "
+                                      "client inside the loop that uses it",
+                                      provider=provider, retryable=False)
+                # The old pool's connections belong to a loop that is gone: drop them.
+                self._client = _new_client(httpx.AsyncClient, self.timeouts, self.limits)
+            self._loop = loop
+            self._slots = asyncio.Semaphore(self.limits.max_in_flight)
+        return self._slots
+
+    async def send(self, req: PreparedRequest, provider: str | None = None,
+                   timeouts: Timeouts | None = None) -> RawResponse:
+        opened = await self.open(req, provider, timeouts)
         try:
             body = bytearray()
             while chunk := await opened.read():
@@ -230,49 +380,89 @@ class AsyncTransport:
         finally:
             await opened.aclose()
 
-    async def open(self, req: PreparedRequest, provider: str | None = None) -> AsyncOpened:
+    async def open(self, req: PreparedRequest, provider: str | None = None,
+                   timeouts: Timeouts | None = None) -> AsyncOpened:
+        if self._closed:
+            raise _closed_error(provider)
+        limits = timeouts or self.timeouts
+        deadline = _Deadline(limits.total)
+        slots = self._bind_loop(provider)
+        try:
+            await asyncio.wait_for(slots.acquire(), deadline.left())
+        except asyncio.TimeoutError:
+            raise deadline.error(provider) from None
+        try:
+            return await self._open(req, provider, limits, deadline, slots)
+        except BaseException:
+            slots.release()
+            raise
+
+    async def _open(self, req: PreparedRequest, provider: str | None, timeouts: Timeouts,
+                    deadline: _Deadline, slots: asyncio.Semaphore) -> AsyncOpened:
         log.debug("-> %s", req.describe())
         started = time.monotonic()
-        deadline = _Deadline(self._timeouts.total)
-        request = _build(self._client, req, self._timeouts.to_httpx())
+        request = _build(self._client, req, _httpx_timeout(timeouts), provider, timeouts)
         try:
-            response = await asyncio.wait_for(self._client.send(request, stream=True),
-                                               deadline.left())
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise _translate(exc, provider) from None
+            response = await asyncio.wait_for(
+                self._client.send(request, stream=True, follow_redirects=False),
+                deadline.left())
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError) as exc:
+            raise _translate(exc, timeouts, provider) from None
+        except RuntimeError as exc:
+            raise _runtime_error(exc, provider) from None
         except asyncio.TimeoutError:
             raise deadline.error(provider) from None
         log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
                   (time.monotonic() - started) * 1000.0)
-        return AsyncOpened(response, provider, deadline)
+        try:
+            return AsyncOpened(response, provider, deadline, timeouts, slots.release)
+        except EngineError:
+            await response.aclose()
+            raise
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._owned:
-            await self._client.aclose()
+            with contextlib.suppress(RuntimeError):  # a loop already gone
+                await self._client.aclose()
 
+
+# ---------------------------------------------------------------- sync
 
 class SyncOpened:
     """An open blocking response: its head, and the body still to be read."""
 
-    def __init__(self, response: httpx.Response, provider: str | None,
-                 deadline: _Deadline) -> None:
+    def __init__(self, response: httpx.Response, provider: str | None, deadline: _Deadline,
+                 timeouts: Timeouts, release: Any) -> None:
         self.head = Head(response.status_code, _headers(response))
         self._response = response
         self._provider = provider
         self._deadline = deadline
-        self._chunks = response.iter_bytes()
+        self._timeouts = timeouts
+        self._raw = iter([response.content]) if _preread(response) else response.iter_raw()
+        self._body = _Body(response)
+        self._release = release
 
-    def read(self) -> bytes:
-        """The next decoded chunk; ``b""`` at the end of the body."""
+    def _next_raw(self) -> bytes | None:
         try:
-            chunk = next(self._chunks, b"")
+            chunk = next(self._raw, None)
         except httpx.HTTPError as exc:
-            if isinstance(exc, httpx.TimeoutException) and self._deadline.left() == 0.0:
+            if isinstance(exc, httpx.TimeoutException) and self._deadline.expired():
                 raise self._deadline.error(self._provider) from None
-            raise _translate(exc, self._provider) from None
-        if chunk and self._deadline.left() == 0.0:
+            raise _translate(exc, self._timeouts, self._provider) from None
+        if chunk is not None and self._deadline.expired():
             raise self._deadline.error(self._provider)
         return chunk
+
+    def read(self) -> bytes:
+        """The next decoded piece; ``b""`` at the end of the body."""
+        while True:
+            piece = self._body.next_piece()
+            if piece:
+                return piece
+            if self._body.finished:
+                return b""
+            self._body.feed(self._next_raw())
 
     def read_all(self, limit: int) -> bytes:
         body = bytearray()
@@ -290,11 +480,11 @@ class SyncOpened:
         so the rest is read by a worker; past *seconds* the socket is shut down
         under it and the connection is dropped instead of reused.
         """
-        done = _drainer().submit(self._drain, max_bytes)
+        done = _workers().submit(self._drain, max_bytes)
         try:
             done.result(timeout=seconds)
         except concurrent.futures.TimeoutError:
-            self._abort()
+            _shutdown(self._response)
             with contextlib.suppress(Exception):
                 done.result(timeout=1.0)
         except Exception:  # a drain never fails the answer
@@ -303,48 +493,69 @@ class SyncOpened:
     def _drain(self, max_bytes: int) -> None:
         size = 0
         with contextlib.suppress(Exception):
-            for chunk in self._chunks:
+            for chunk in self._raw:
                 size += len(chunk)
                 if size > max_bytes:
                     return
 
-    def _abort(self) -> None:
-        stream = self._response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
     def close(self) -> None:
-        self._response.close()
+        release, self._release = self._release, None
+        try:
+            self._response.close()
+        except (httpx.HTTPError, RuntimeError):  # closing never fails the answer
+            pass
+        finally:
+            if release is not None:
+                release()
 
 
-_drain_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_drain_lock = threading.Lock()
+def _shutdown(response: httpx.Response) -> None:
+    """Shut the response's socket down under a blocked reader (it then fails at once)."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
-def _drainer() -> concurrent.futures.ThreadPoolExecutor:
-    global _drain_pool
-    with _drain_lock:
-        if _drain_pool is None:
-            _drain_pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=4, thread_name_prefix="engine-drain")
-        return _drain_pool
+_worker_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_worker_lock = threading.Lock()
+
+
+def _workers() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads for the blocking waits that need a time limit (drains, ``total``)."""
+    global _worker_pool
+    with _worker_lock:
+        if _worker_pool is None:
+            _worker_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=32, thread_name_prefix="engine-io")
+        return _worker_pool
+
+
+def _close_late(done: concurrent.futures.Future[httpx.Response]) -> None:
+    """The response of a send given up on (``total`` passed) is closed when it arrives."""
+    with contextlib.suppress(Exception):
+        done.result().close()
 
 
 class SyncTransport:
     """Blocking HTTP via one pooled ``httpx.Client``."""
 
-    def __init__(self, timeout: float | Timeouts | None = 60.0,
+    def __init__(self, timeout: float | Timeouts | None = DEFAULT_TIMEOUTS,
                  http_client: httpx.Client | None = None,
                  limits: Limits | None = None) -> None:
+        _check_client(http_client, httpx.Client, "SyncAiClient")
+        _install_log_filters()
         self.limits = limits or Limits()
+        self.timeouts = Timeouts.of(timeout)
         self._owned = http_client is None
-        self._timeouts = Timeouts.of(timeout)
-        self._client = http_client or httpx.Client(timeout=self._timeouts.to_httpx())
+        self._client = http_client or _new_client(httpx.Client, self.timeouts, self.limits)
+        self._slots = threading.BoundedSemaphore(self.limits.max_in_flight)
+        self._closed = False
 
-    def send(self, req: PreparedRequest, provider: str | None = None) -> RawResponse:
-        opened = self.open(req, provider)
+    def send(self, req: PreparedRequest, provider: str | None = None,
+             timeouts: Timeouts | None = None) -> RawResponse:
+        opened = self.open(req, provider, timeouts)
         try:
             body = bytearray()
             while chunk := opened.read():
@@ -355,21 +566,57 @@ class SyncTransport:
         finally:
             opened.close()
 
-    def open(self, req: PreparedRequest, provider: str | None = None) -> SyncOpened:
+    def open(self, req: PreparedRequest, provider: str | None = None,
+             timeouts: Timeouts | None = None) -> SyncOpened:
+        if self._closed:
+            raise _closed_error(provider)
+        limits = timeouts or self.timeouts
+        deadline = _Deadline(limits.total)
+        if not self._slots.acquire(timeout=deadline.left()):
+            raise deadline.error(provider)
+        try:
+            return self._open(req, provider, limits, deadline)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _open(self, req: PreparedRequest, provider: str | None, timeouts: Timeouts,
+              deadline: _Deadline) -> SyncOpened:
         log.debug("-> %s", req.describe())
         started = time.monotonic()
-        deadline = _Deadline(self._timeouts.total)
-        request = _build(self._client, req, self._timeouts.to_httpx(deadline.left()))
+        request = _build(self._client, req, _httpx_timeout(timeouts, deadline.left()),
+                         provider, timeouts)
         try:
-            response = self._client.send(request, stream=True)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            if isinstance(exc, httpx.TimeoutException) and deadline.left() == 0.0:
+            response = self._send(request, deadline, provider)
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError) as exc:
+            if isinstance(exc, httpx.TimeoutException) and deadline.expired():
                 raise deadline.error(provider) from None
-            raise _translate(exc, provider) from None
+            raise _translate(exc, timeouts, provider) from None
+        except RuntimeError as exc:
+            raise _runtime_error(exc, provider) from None
         log.debug("<- %s %s (headers after %.1f ms)", response.status_code, req.describe(),
                   (time.monotonic() - started) * 1000.0)
-        return SyncOpened(response, provider, deadline)
+        try:
+            return SyncOpened(response, provider, deadline, timeouts, self._slots.release)
+        except EngineError:
+            response.close()
+            raise
+
+    def _send(self, request: httpx.Request, deadline: _Deadline,
+              provider: str | None) -> httpx.Response:
+        if deadline.at is None:
+            return self._client.send(request, stream=True, follow_redirects=False)
+        # A blocking send cannot be given an overall limit (headers may trickle in, each
+        # byte within the read timeout): wait for it from here, bounded by the deadline.
+        done: concurrent.futures.Future[httpx.Response] = _workers().submit(
+            self._client.send, request, stream=True, follow_redirects=False)
+        try:
+            return done.result(timeout=deadline.left())
+        except concurrent.futures.TimeoutError:
+            done.add_done_callback(_close_late)
+            raise deadline.error(provider) from None
 
     def close(self) -> None:
+        self._closed = True
         if self._owned:
             self._client.close()

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import EngineError
+from ..errors import EngineError, excerpt
 from ..events import (
     ContentDelta,
     Finished,
@@ -89,7 +89,8 @@ def parse_arguments(value: Any, provider: str) -> dict[str, Any]:
             parsed = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise EngineError("malformed_response",
-                              f"tool-call arguments are not valid JSON ({exc}): {text[:80]!r}",
+                              f"tool-call arguments are not valid JSON ({exc}): "
+                              f"{excerpt(text, 80)!r}",
                               provider=provider) from None
         if parsed is None:
             return {}

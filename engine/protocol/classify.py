@@ -16,12 +16,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import DEFAULT_RETRYABLE, EngineError, ErrorKind, redact
+from ..errors import DEFAULT_RETRYABLE, EngineError, ErrorKind, excerpt
 from ..manifest.model import ErrorRule, ErrorSpec, Manifest
 from ..manifest.paths import Path, PathError
 from ..retry import parse_retry_value
 
-__all__ = ["STATUS_KINDS", "build_error", "classify", "decode_json", "kind_for_status"]
+__all__ = ["STATUS_KINDS", "build_error", "carries_error", "classify", "decode_json",
+           "kind_for_status"]
 
 # Generic HTTP meaning of a status; a manifest rule always wins over this.
 STATUS_KINDS: Mapping[int, ErrorKind] = {
@@ -112,6 +113,11 @@ def _retry_after(spec: ErrorSpec, headers: Mapping[str, str], data: Any,
     return None
 
 
+def carries_error(manifest: Manifest, body: bytes) -> bool:
+    """Whether *body* is JSON holding an error message where the manifest's errors say."""
+    return _search(manifest.errors.message, decode_json(body)) is not None
+
+
 def classify(manifest: Manifest, status: int | None, headers: Mapping[str, str],
              body: bytes | None = None, data: Any = None) -> EngineError:
     """Build the EngineError for an error response.
@@ -172,8 +178,6 @@ def _fallback_message(status: int | None, body: bytes | None, data: Any) -> str:
         return data
     if body:
         # Redact the whole text before cutting it, so a cut never splits a key.
-        whole = redact(body.decode("utf-8", "replace"))
-        text = whole[:_EXCERPT].strip()
-        more = "..." if len(whole) > _EXCERPT else ""
-        return f"HTTP {status}: {text}{more}" if status else f"{text}{more}"
+        text = excerpt(body, _EXCERPT).strip()
+        return f"HTTP {status}: {text}" if status else text
     return f"HTTP {status} with an empty body" if status else "error without a message"

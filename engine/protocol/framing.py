@@ -65,7 +65,7 @@ from itertools import repeat
 from types import MappingProxyType
 from typing import Protocol
 
-from ..errors import EngineError
+from ..errors import EngineError, excerpt
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -110,9 +110,10 @@ class Framer(Protocol):
 
 
 def _excerpt(data: bytes | bytearray, start: int) -> str:
-    head = bytes(data[start : start + _EXCERPT_BYTES + 1])
-    more = len(head) > _EXCERPT_BYTES
-    return repr(head[:_EXCERPT_BYTES]) + ("..." if more else "")
+    # Redact a window wider than the excerpt, then cut: a key that starts in the
+    # excerpt is whole in the window, so no start of it survives the cut.
+    window = bytes(data[start : start + _EXCERPT_BYTES + 1024])
+    return repr(excerpt(window.decode("utf-8", "backslashreplace"), _EXCERPT_BYTES))
 
 
 def _malformed(

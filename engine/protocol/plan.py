@@ -40,14 +40,16 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from .. import inputs
 from ..clock import Clock
-from ..errors import EngineError, redact, register_secret
+from ..errors import EngineError, excerpt, redact, register_secret
 from ..events import StreamEvent
+from ..limits import Timeouts
 from ..manifest.model import Manifest
 from ..retry import RetryPolicy
 from ..types import ChatRequest, ChatResponse, Stats
 from .accumulate import map_whole
-from .classify import classify
+from .classify import carries_error, classify
 from .decode import END, NEED_DATA, StreamDecoder
 from .render import PreparedRequest, prepare
 from .rules import FrameRules
@@ -109,12 +111,14 @@ class Head:
 class Send:
     target: Target
     prepared: PreparedRequest
+    timeouts: Timeouts | None = None  # None: the transport's own
 
 
 @dataclass(frozen=True, slots=True)
 class Open:
     target: Target
     prepared: PreparedRequest
+    timeouts: Timeouts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +182,13 @@ class Target:
                  clock: Clock) -> None:
         self.provider, self.model = split_model(model_id)
         self.manifest = manifest
-        key = _pick(api_key, model_id, self.provider) or next(
-            (os.environ[n] for n in manifest.auth.env if os.environ.get(n)), None)
-        register_secret(key)
-        self._api_key = key
+        key = _pick(api_key, model_id, self.provider)
+        where = "api_key"
+        if key is None:
+            name = next((n for n in manifest.auth.env if os.environ.get(n)), None)
+            key, where = (os.environ[name], f"${name}") if name else (None, "")
+        register_secret(key)  # before the check: a refused key must not reach any text
+        self._api_key = inputs.api_key(key, where)
         self.base_url = _pick(base_url, model_id, self.provider)
         self.policy = (retry or manifest.retry).with_overrides(max_retries=max_retries)
         self.clock = clock
@@ -194,16 +201,34 @@ class Target:
     def error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> EngineError:
         return classify(self.manifest, status, headers, body)
 
+    def stream_refused(self, head: Head, body: bytes) -> EngineError:
+        """The error of a stream request answered with an error status or one JSON body."""
+        if head.status >= 400 or carries_error(self.manifest, body):
+            return self.error_for(head.status, head.headers, body)
+        return EngineError("malformed_response", f"a stream was asked for, but HTTP "
+                           f"{head.status} answered with one JSON document: "
+                           f"{excerpt(body, 160)!r}", status=head.status,
+                           provider=self.provider, retryable=False)
+
+    def refuse_redirect(self, status: int, headers: Mapping[str, str]) -> None:
+        """A 3xx is an error: following it could carry the key to another origin."""
+        if 300 <= status < 400:
+            where = redact(headers.get("location", "an unnamed location"))
+            raise EngineError("invalid_request", f"HTTP {status} redirect to {where} was not "
+                              f"followed (credentials are never sent to another address); "
+                              f"set base_url to the final address", status=status,
+                              provider=self.provider, retryable=False)
+
     def interpret(self, raw: RawResponse) -> ChatResponse:
         """The normalized answer of a whole response, or the error it carries."""
+        self.refuse_redirect(raw.status, raw.headers)
         if raw.status >= 400:
             raise self.error_for(raw.status, raw.headers, raw.body)
         try:
             data = json.loads(raw.body.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError, RecursionError):
-            excerpt = redact(raw.body.decode("utf-8", "replace"))[:120]
             raise EngineError("malformed_response", f"HTTP {raw.status} body is not JSON: "
-                              f"{excerpt!r}", status=raw.status,
+                              f"{excerpt(raw.body, 120)!r}", status=raw.status,
                               provider=self.provider, retryable=False) from None
         try:
             return map_whole(self.manifest, data, self.model)
@@ -329,13 +354,14 @@ def _walk(chain: Chain, policy_for: Callable[[Target], RetryPolicy], attempt_onc
 
 
 def call_plan(chain: Chain, request: ChatRequest,
-              policy_for: Callable[[Target], RetryPolicy]) -> Plan:
+              policy_for: Callable[[Target], RetryPolicy],
+              timeouts: Timeouts | None = None) -> Plan:
     """The plan of one plain call; every model's request is rendered before anything is sent."""
     prepared = [target.prepare(request, stream=False) for target in chain.targets]
 
     def once(index: int, target: Target) -> Generator[Step, Outcome,
                                                        tuple[ChatResponse, float | None]]:
-        outcome = yield Send(target, prepared[index])
+        outcome = yield Send(target, prepared[index], timeouts)
         if isinstance(outcome, EngineError):
             raise outcome
         assert isinstance(outcome, RawResponse)
@@ -346,24 +372,30 @@ def call_plan(chain: Chain, request: ChatRequest,
 
 def stream_plan(chain: Chain, request: ChatRequest,
                 policy_for: Callable[[Target], RetryPolicy],
-                max_frame_bytes: int | None = None) -> Plan:
-    """The plan of one stream; every model's request is rendered before anything is sent."""
+                max_frame_bytes: int | None = None, timeouts: Timeouts | None = None) -> Plan:
+    """The plan of one stream; every model's request is rendered before anything is sent.
+
+    ``timeouts.read`` is also the longest pause between two events: bytes that
+    make no event (keep-alive comments) do not reset it.
+    """
     prepared = [target.prepare(request, stream=True) for target in chain.targets]
     progress = _Progress()
 
     def once(index: int, target: Target) -> Generator[Step, Outcome,
                                                        tuple[ChatResponse, float | None]]:
-        head = yield Open(target, prepared[index])
+        head = yield Open(target, prepared[index], timeouts)
         if isinstance(head, EngineError):
             raise head
         assert isinstance(head, Head)
-        if head.status >= 400:
+        target.refuse_redirect(head.status, head.headers)
+        if head.status >= 400 or _is_json(head):
             body = yield ReadAll(ERROR_BODY_LIMIT)
             if isinstance(body, EngineError):
                 raise body
             assert isinstance(body, bytes)
-            raise target.error_for(head.status, head.headers, body)
+            raise target.stream_refused(head, body)
         decoder = progress.decoder = target.decoder(max_frame_bytes)
+        quiet = _Quiet(chain.clock, timeouts, target.provider)
         while True:
             chunk = yield READ
             if isinstance(chunk, EngineError):
@@ -373,7 +405,10 @@ def stream_plan(chain: Chain, request: ChatRequest,
             events, ended, failure = _pull(decoder)
             if events:
                 _note(events, progress, chain.clock)
+                quiet.reset()
                 yield Emit(events)
+            elif chunk and not ended and failure is None:
+                quiet.check()
             if failure is not None:
                 raise failure
             if ended:
@@ -400,5 +435,36 @@ def _pull(decoder: StreamDecoder) -> tuple[list[StreamEvent], bool, EngineError 
 
 def _note(events: list[StreamEvent], progress: _Progress, clock: Clock) -> None:
     progress.delivered = True
-    if progress.ttft is None and any(e.is_content_delta for e in events):
+    if progress.ttft is None and any(_is_output(e) for e in events):
         progress.ttft = clock.monotonic()
+
+
+def _is_output(event: StreamEvent) -> bool:
+    """The model produced something: text, thinking, or a piece of a tool call (ttft)."""
+    return (event.is_content_delta or event.is_thinking_delta or event.is_tool_call_started
+            or event.is_tool_call_delta)
+
+
+def _is_json(head: Head) -> bool:
+    """A stream request answered with one JSON document (an error, not a stream)."""
+    media = head.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == "application/json"
+
+
+class _Quiet:
+    """The read timeout between events: bytes that make no event (keep-alives) don't count."""
+
+    def __init__(self, clock: Clock, timeouts: Timeouts | None, provider: str) -> None:
+        self.clock = clock
+        self.limit = timeouts.read if timeouts is not None else None
+        self.provider = provider
+        self.since = clock.monotonic()
+
+    def reset(self) -> None:
+        self.since = self.clock.monotonic()
+
+    def check(self) -> None:
+        if self.limit is not None and self.clock.monotonic() - self.since > self.limit:
+            raise EngineError("timeout", f"no stream event within the read timeout of "
+                              f"{self.limit}s (only keep-alive bytes arrived)",
+                              provider=self.provider, retryable=False)

@@ -155,7 +155,10 @@ def prepare(manifest: Manifest, request: ChatRequest, model: str, *, api_key: st
     if spec is not None and spec.headers is not None:
         headers.update({k.lower(): v for k, v in _strings(
             _render(spec.headers, ctx, "chat.stream.headers", pid), "headers", pid).items()})
-    secrets = _apply_auth(manifest, api_key, headers, query)
+    auth_headers: dict[str, str] = {}
+    secrets = _apply_auth(manifest, api_key, auth_headers, query)
+    headers.update(_user_headers(request.headers, auth_headers, pid))
+    headers.update(auth_headers)
     url = (base_url or manifest.base_url).rstrip("/") + "/" + path.lstrip("/")
     if query:
         url += ("&" if "?" in url else "?") + urllib.parse.urlencode(query)
@@ -166,6 +169,28 @@ def prepare(manifest: Manifest, request: ChatRequest, model: str, *, api_key: st
                           provider=pid) from None
     return PreparedRequest(chat.method, url, tuple(headers.items()), raw.encode("utf-8"),
                            body, stream, secrets)
+
+
+# Headers the HTTP layer owns: a per-call value would corrupt the framing of the request.
+_TRANSPORT_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+def _user_headers(given: Mapping[str, str], auth: Mapping[str, str],
+                  provider: str) -> dict[str, str]:
+    """Per-call headers, lower-cased; they may override the manifest's but never the auth."""
+    out: dict[str, str] = {}
+    for name, value in given.items():
+        key = name.lower()
+        if key in auth:
+            raise EngineError("invalid_request", f"header {name!r} carries the credentials of "
+                              f"{provider}; pass the key as api_key= instead of a header",
+                              provider=provider, retryable=False)
+        if key in _TRANSPORT_HEADERS:
+            raise EngineError("invalid_request", f"header {name!r} is set by the HTTP layer "
+                              f"and cannot be given per call", provider=provider,
+                              retryable=False)
+        out[key] = value
+    return out
 
 
 def _apply_auth(manifest: Manifest, api_key: str | None, headers: dict[str, str],

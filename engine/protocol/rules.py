@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import EngineError
+from ..errors import EngineError, excerpt
 from ..manifest.model import EventRule, Manifest, Matcher, StreamSpec, ToolCallRule
 from ..manifest.paths import Path, PathError, current_frame
 from .classify import build_error, classify
@@ -99,7 +99,7 @@ def map_body(manifest: Manifest, data: Any) -> Delta:
     if not delta.content and not delta.calls and delta.finish is None and not delta.thinking:
         raise EngineError("malformed_response",
                           "the response has no content, tool calls or finish reason "
-                          f"where the manifest expects them: {json.dumps(data)[:160]}",
+                          f"where the manifest expects them: {excerpt(json.dumps(data), 160)}",
                           provider=pid)
     return delta
 
@@ -193,13 +193,13 @@ class FrameRules:
         try:
             return json.loads(text)
         except (ValueError, RecursionError):
-            excerpt = text[:60]
+            shown = excerpt(text, 60)
             if at_eof:
                 raise EngineError("incomplete_stream", f"the stream ended inside a frame at "
-                                  f"byte {frame.offset}: {excerpt!r}",
+                                  f"byte {frame.offset}: {shown!r}",
                                   provider=self.provider) from None
             raise EngineError("malformed_response", f"frame at byte {frame.offset} is not "
-                              f"JSON: {excerpt!r}", provider=self.provider) from None
+                              f"JSON: {shown!r}", provider=self.provider) from None
 
     def _get(self, path: Path | None, data: Any) -> Any:
         return _search(path, data, self.provider, "a stream frame")
@@ -231,7 +231,7 @@ class FrameRules:
 
         status = self._get(spec.get("status"), data)
         status = status if isinstance(status, int) and not isinstance(status, bool) else None
-        message = text("message") or json.dumps(data)[:200]
+        message = text("message") or excerpt(json.dumps(data), 200)
         return build_error(self.manifest, status, {}, message, text("code"), text("type"), data)
 
     def _tool_calls(self, rule: ToolCallRule, data: Any) -> list[CallPart]:
