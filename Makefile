@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
-	$(BIN)/python -m conformance.demo
+	$(BIN)/python -m engine.conformance.demo
 
 validate: venv
 	$(BIN)/python -m engine.validate protocols/
@@ -32,7 +32,7 @@ fast: venv
 	$(BIN)/python -m pytest -m fast
 
 conformance: venv
-	$(BIN)/python -m conformance
+	$(BIN)/python -m engine.conformance
 
 package: venv
 	bash tools/check_package.sh

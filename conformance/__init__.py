@@ -1,0 +1,1 @@
+"""The repository's conformance data; the tools are :mod:`engine.conformance`."""

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from conformance.fixture import SCENARIOS
-from conformance.runner import all_cases, coverage, known_failures, run_case
-from conformance.server import ReplayServer
+from engine.conformance.fixture import SCENARIOS
+from engine.conformance.runner import all_cases, coverage, known_failures, run_case
+from engine.conformance.server import ReplayServer
 
 CASES, PROBLEMS, PROVIDERS = all_cases()
 KNOWN = known_failures()

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from conformance.__main__ import main as conformance_main
-from conformance.fixture import FIXTURES, SCENARIOS, load_fixture, resplit, split_events
-from conformance.runner import Case, all_cases, check_sent, coverage, known_failures, run_case
-from conformance.server import ReplayServer
+from engine.conformance.__main__ import main as conformance_main
+from engine.conformance.fixture import FIXTURES, SCENARIOS, load_fixture, resplit, split_events
+from engine.conformance.runner import (
+    Case,
+    all_cases,
+    check_sent,
+    coverage,
+    known_failures,
+    run_case,
+)
+from engine.conformance.server import ReplayServer
 from engine.manifest import clear_cache
 
 ROOT = Path(__file__).resolve().parent.parent

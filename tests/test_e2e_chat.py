@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.server import ReplayServer, ScriptedResponse
 from engine import AiClient, EngineError, Message, SyncAiClient, ToolCall, Usage
 from engine.client import Clock
+from engine.conformance.server import ReplayServer, ScriptedResponse
 
 DATA = Path(__file__).parent / "data" / "responses"
 

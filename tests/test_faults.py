@@ -44,7 +44,6 @@ from typing import Any
 import brotli
 import pytest
 
-from conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
 from engine import (
     AiClient,
     ChatResponse,
@@ -57,6 +56,7 @@ from engine import (
     Timeouts,
 )
 from engine.client import Clock
+from engine.conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
 
 # --------------------------------------------------------------------------- constants
 

@@ -11,6 +11,12 @@ including those inside functions and under ``TYPE_CHECKING``.
 
 Third-party packages are pinned to the layer that owns them: httpx to the
 I/O layer only, cerberus to the checker, yaml to the YAML reader.
+
+On top of everything sit the tools (``engine.conformance``: the fixture
+runner, its loopback server, the recorder, the scaffold, the demo). They are
+built on the public API, so they may import any of engine, the package root
+included, plus yaml and cerberus for their own data; never httpx (the
+recorder's capture lives in the I/O layer). Nothing else imports them.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ LOADING = {"engine.manifest.locate", "engine.manifest.source", "engine.manifest.
 PROTOCOL_PREFIX = "engine.protocol"
 IO_PREFIX = "engine.io"
 TOP = {"engine", "engine.client", "engine.validate"}
+TOOLS_PREFIX = "engine.conformance"
 
 
 def layer(module: str) -> str:
@@ -51,6 +58,8 @@ def layer(module: str) -> str:
         return "io"
     if module in TOP:
         return "top"
+    if module == TOOLS_PREFIX or module.startswith(TOOLS_PREFIX + "."):
+        return "tools"
     raise AssertionError(f"{module} belongs to no layer: add it to tests/test_layers.py")
 
 
@@ -64,6 +73,7 @@ ALLOWED = {
     # registry names (auth schemes, framers) from the protocol layer.
     "loading": {"types", "model", "loading", "protocol"},
     "top": {"types", "model", "loading", "protocol", "io", "top"},
+    "tools": {"types", "model", "loading", "protocol", "io", "top", "tools"},
 }
 # Which engine modules may import a third-party package (any other may not).
 OWNERS = {
@@ -75,6 +85,9 @@ OWNERS = {
     "jmespath": {"engine.manifest.paths"},
     "regex": {"engine.manifest.patterns"},
 }
+# Third-party packages the tools layer may use besides (fixtures and demo data are YAML,
+# checked with a cerberus schema).
+TOOLS_MAY_USE = {"yaml", "cerberus"}
 # protocol.render may be imported by loading; nothing else of the protocol layer is.
 LOADING_MAY_IMPORT = {"engine.protocol.render", "engine.protocol.auth", "engine.protocol.framing",
                       "engine.protocol.classify"}
@@ -126,7 +139,7 @@ def test_imports_respect_the_layers(path: Path) -> None:
     for line, target in imports_of(path):
         top = target.split(".")[0]
         if top == "engine":
-            if target == "engine" and here != "engine":
+            if target == "engine" and here != "engine" and mine != "tools":
                 problems.append(f"{line}: imports the package root")
                 continue
             theirs = layer(target)
@@ -134,7 +147,8 @@ def test_imports_respect_the_layers(path: Path) -> None:
                 problems.append(f"{line}: {mine} module imports {target} ({theirs})")
             if mine == "loading" and theirs == "protocol" and target not in LOADING_MAY_IMPORT:
                 problems.append(f"{line}: loading may use only {sorted(LOADING_MAY_IMPORT)}")
-        elif top in OWNERS and here not in OWNERS[top]:
+        elif top in OWNERS and here not in OWNERS[top] and not (
+                mine == "tools" and top in TOOLS_MAY_USE):
             problems.append(f"{line}: imports {top}, which only {sorted(OWNERS[top])} may")
     assert problems == [], f"{path.relative_to(ENGINE)}:\n" + "\n".join(problems)
 
@@ -143,6 +157,16 @@ def test_imports_respect_the_layers(path: Path) -> None:
 def test_every_module_is_in_a_layer() -> None:
     for path in SOURCES:
         layer(module_name(path))
+
+
+@pytest.mark.fast
+def test_the_tools_sit_on_top_and_own_no_http_stack() -> None:
+    tools = {module_name(p) for p in SOURCES if layer(module_name(p)) == "tools"}
+    assert {"engine.conformance.runner", "engine.conformance.server",
+            "engine.conformance.record", "engine.conformance.demo"} <= tools
+    assert [name for name, allowed in ALLOWED.items() if "tools" in allowed] == ["tools"]
+    assert not any(tools & owners for owners in OWNERS.values())
+    assert "httpx" not in TOOLS_MAY_USE and "httpcore" not in TOOLS_MAY_USE
 
 
 def _modules_after(code: str, env: dict[str, str] | None = None) -> set[str]:

@@ -32,10 +32,10 @@ import httpx
 import pytest
 import yaml
 
-from conformance.record import LeakError, build_fixture, record, write_fixture
-from conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
 from engine import AiClient, EngineError, SyncAiClient, Timeouts
 from engine.client import Clock
+from engine.conformance.record import LeakError, build_fixture, record, write_fixture
+from engine.conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
 from engine.manifest import clear_cache
 
 SENTINEL = "sk-live-SENTINEL-5ecret-9z"

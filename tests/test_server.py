@@ -1,4 +1,4 @@
-"""Tests for conformance.server: a strict loopback HTTP/1.1 server with scripted answers."""
+"""Tests for engine.conformance.server: a strict loopback HTTP/1.1 server with scripted answers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
+from engine.conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
 
 SSE = [b"data: one\n\n", b"data: two\n\n", b"data: three\n\n"]
 

@@ -32,9 +32,9 @@ from decoding import Fed as StreamDecoder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.server import ReplayServer, ScriptedResponse
 from engine import AiClient, EngineError, SyncAiClient
 from engine.client import Clock
+from engine.conformance.server import ReplayServer, ScriptedResponse
 from engine.events import StreamEvent
 from engine.manifest import load_manifest
 

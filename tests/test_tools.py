@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance import record as rec
-from conformance.fixture import API_KEY, load_fixture
-from conformance.runner import Case, run_case
-from conformance.scaffold import main as scaffold_main
-from conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
+from engine.conformance import record as rec
+from engine.conformance.fixture import API_KEY, load_fixture
+from engine.conformance.runner import Case, run_case
+from engine.conformance.scaffold import main as scaffold_main
+from engine.conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
 from engine.manifest import clear_cache
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,8 +22,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from conformance.server import RecordedRequest, ReplayServer, ScriptedResponse  # noqa: E402
 from engine import AiClient  # noqa: E402
+from engine.conformance.server import RecordedRequest, ReplayServer, ScriptedResponse  # noqa: E402
 
 ANSWER = {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
           "choices": [{"index": 0, "finish_reason": "stop", "message": {

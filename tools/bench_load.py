@@ -41,8 +41,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from conformance.server import RecordedRequest, ReplayServer, ScriptedResponse  # noqa: E402
 from engine import AiClient  # noqa: E402
+from engine.conformance.server import RecordedRequest, ReplayServer, ScriptedResponse  # noqa: E402
 
 WORDS = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",

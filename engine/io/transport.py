@@ -32,7 +32,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -48,11 +49,13 @@ __all__ = [
     "AsyncHttpClient",
     "AsyncOpened",
     "AsyncTransport",
+    "Capture",
     "Limits",
     "SyncHttpClient",
     "SyncOpened",
     "SyncTransport",
     "Timeouts",
+    "capturing_client",
 ]
 
 log = logging.getLogger("engine")
@@ -620,3 +623,70 @@ class SyncTransport:
         self._closed = True
         if self._owned:
             self._client.close()
+
+
+# ---------------------------------------------------------------- capture (tools/record)
+
+@dataclass
+class Capture:
+    """What went over the wire for the last request made through :func:`capturing_client`.
+
+    ``status`` stays 0 when no response came back (the connection failed, or
+    the request never left); ``chunks`` are the body reads the client made.
+    """
+
+    method: str = ""
+    url: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    status: int = 0
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+
+
+def capturing_client(capture: Capture, inner: httpx.AsyncBaseTransport | None = None, *,
+                     timeout: float = 120.0) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` that records each exchange into *capture*.
+
+    It asks for the identity encoding, so the recorded bytes replay as they
+    are; *inner* is the transport that really sends (default: a new one).
+    """
+    recording = _Recording(inner or httpx.AsyncHTTPTransport(), capture)
+    return httpx.AsyncClient(transport=recording, timeout=timeout)
+
+
+class _Recording(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, capture: Capture) -> None:
+        self._inner = inner
+        self._capture = capture
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["accept-encoding"] = "identity"
+        cap = self._capture
+        cap.method, cap.url, cap.body = request.method, str(request.url), await request.aread()
+        cap.headers = list(request.headers.multi_items())
+        cap.status, cap.response_headers, cap.chunks = 0, [], []
+        response = await self._inner.handle_async_request(request)
+        cap.status = response.status_code
+        cap.response_headers = list(response.headers.multi_items())
+        return httpx.Response(response.status_code, headers=response.headers,
+                              stream=_Tee(response.stream, cap.chunks),
+                              extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _Tee(httpx.AsyncByteStream):
+    def __init__(self, inner: Any, sink: list[bytes]) -> None:
+        self._inner = inner
+        self._sink = sink
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            if chunk:
+                self._sink.append(bytes(chunk))
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

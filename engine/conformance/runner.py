@@ -1,4 +1,4 @@
-"""The one conformance runner behind ``python -m conformance`` and the pytest cases.
+"""The one conformance runner behind ``python -m engine.conformance`` and the pytest cases.
 
 Each case drives the public API (``engine.AiClient``) against a real HTTP
 server on 127.0.0.1 that checks the request the engine sent against the
@@ -23,17 +23,19 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from engine import AiClient, EngineError, Message
-from engine.client import Clock
-from engine.manifest import Manifest, find_manifest, load_manifest, search_dirs
-
+from .. import AiClient, EngineError, Message
+from ..clock import Clock
+from ..manifest.load import load_manifest
+from ..manifest.locate import find_manifest, search_dirs
+from ..manifest.model import Manifest
+from .data import data_dir
 from .fixture import API_KEY, SCENARIOS, Fixture, load_fixtures, resplit
 from .server import RecordedRequest, ReplayServer, ScriptedResponse
 
 __all__ = ["KNOWN_FAILURES", "Case", "Outcome", "build_cases", "coverage", "known_failures",
            "manifest_ids", "rle", "run_case", "run_cases", "summarize"]
 
-KNOWN_FAILURES = Path(__file__).resolve().parent / "known_failures.yaml"
+KNOWN_FAILURES = data_dir() / "known_failures.yaml"
 
 # Scenario -> the capability whose absence makes it a refusal case.
 NEEDS = {"tools": "tools", "tool_result": "tools", "stream_tools": "stream",

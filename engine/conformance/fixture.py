@@ -3,9 +3,10 @@
 A fixture says what the user asked (``request``), what the engine must send
 (``sent``), what the provider answered (``answer``), what the user must get
 (``expect``), and where the bytes came from (``source``). Files live in
-``conformance/fixtures/<provider>/<name>.yaml``; ``conformance/README.md``
-documents every key. :func:`load_fixtures` validates each file with a cerberus
-schema and reports problems as ``file:line: key: message``.
+``fixtures/<provider>/<name>.yaml`` under :func:`.data.data_dir` (the
+repository's ``conformance/``); ``conformance/README.md`` documents every
+key. :func:`load_fixtures` validates each file with a cerberus schema and
+reports problems as ``file:line: key: message``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 
 import cerberus
 
-from engine.errors import KINDS, ManifestError
-from engine.manifest.yamlsrc import format_path, load_yaml
+from ..errors import KINDS, ManifestError
+from ..manifest.yamlsrc import format_path, load_yaml
+from .data import data_dir
 
 __all__ = [
     "API_KEY",
@@ -37,9 +39,8 @@ __all__ = [
     "resplit",
 ]
 
-HERE = Path(__file__).resolve().parent
-FIXTURES = HERE / "fixtures"
-RECORDINGS = HERE / "recordings"
+FIXTURES = data_dir() / "fixtures"
+RECORDINGS = data_dir() / "recordings"
 API_KEY = "sk-conformance-0000-test-key"  # what replays authenticate with
 
 # Every manifest must cover these (or declare the capability it lacks).
