@@ -145,26 +145,26 @@ def test_validate_warns_about_restated_defaults(protocols: Path,
             - {status: [401, 404], kind: authentication}
             - {type: late, kind: timeout}
         """))
-    assert main([str(protocols / "noisy.yaml")]) == 0
-    out = capsys.readouterr().out.splitlines()
-    warnings = [line.split(": ", 1)[1] for line in out if "warning:" in line]
+    noisy = protocols / "noisy.yaml"
+    assert main([str(noisy)]) == 0
+    captured = capsys.readouterr()
+    # Warnings go to stderr with the problems, the summary to stdout.
     # rules[1] (429) and rules[3] (400) are followed by a rule with no status condition
     # (type: late), which could match them: they are not redundant, and not flagged.
-    assert warnings == [
-        "retry.max_retries: warning: restates the default (2); remove it",
-    ], out
-    (protocols / "noisy.yaml").write_text((protocols / "noisy.yaml").read_text().replace(
-        "    - {type: late, kind: timeout}\n", ""))
-    assert main([str(protocols / "noisy.yaml")]) == 0
-    out = capsys.readouterr().out.splitlines()
-    warnings = [line.split(": ", 1)[1] for line in out if "warning:" in line]
+    assert captured.err.splitlines() == [
+        f"{noisy}:6: retry.max_retries: warning: restates the default (2); remove it",
+    ]
+    assert captured.out == "ok: 1 manifest(s) valid (1 warning(s))\n"
+    noisy.write_text(noisy.read_text().replace("    - {type: late, kind: timeout}\n", ""))
+    assert main([str(noisy)]) == 0
+    captured = capsys.readouterr()
     # rules[0] has no status condition, rules[4] differs from 503's meaning (overloaded),
     # rules[5] is shadowed by nothing but is followed by a rule that can also match 404.
-    assert warnings == [
-        "retry.max_retries: warning: restates the default (2); remove it",
-        "errors.rules[1]: warning: restates what HTTP [429] means anyway (rate_limited); "
-        "remove it",
-        "errors.rules[3]: warning: restates what HTTP [400] means anyway (invalid_request); "
-        "remove it",
-    ], out
-    assert out[-1] == "ok: 1 manifest(s) valid (3 warning(s))"
+    assert captured.err.splitlines() == [
+        f"{noisy}:6: retry.max_retries: warning: restates the default (2); remove it",
+        f"{noisy}:10: errors.rules[1]: warning: restates what HTTP [429] means anyway "
+        "(rate_limited); remove it",
+        f"{noisy}:12: errors.rules[3]: warning: restates what HTTP [400] means anyway "
+        "(invalid_request); remove it",
+    ]
+    assert captured.out == "ok: 1 manifest(s) valid (3 warning(s))\n"

@@ -47,8 +47,9 @@ def problems(*paths: Path | str) -> list[str]:
 
 def test_shipped_manifests_are_valid(capsys):
     assert main([str(PROTOCOLS)]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("ok: ") and "manifest(s) valid" in out
+    captured = capsys.readouterr()
+    shipped = len(list(PROTOCOLS.glob("*.yaml")))
+    assert (captured.out, captured.err) == (f"ok: {shipped} manifest(s) valid\n", "")
 
 
 def test_minimal_manifest_is_valid(tmp_path):
@@ -78,10 +79,10 @@ def test_each_mistake_is_located(tmp_path, edit, line, key, message):
     assert message in found[0]
 
 
-def test_every_problem_is_reported_at_once(tmp_path):
+def test_every_problem_is_reported_at_once_in_file_order(tmp_path):
     text = MINIMAL.format(id="ex").replace("manifest: 1", "manifest: 1\nfoo: 1\nbar: 2")
-    found = problems(write(tmp_path, "ex", text))
-    assert [p.split(": ")[1] for p in found] == ["bar", "foo"]
+    path = write(tmp_path, "ex", text)
+    assert problems(path) == [f"{path}:2: foo: unknown field", f"{path}:3: bar: unknown field"]
 
 
 def test_missing_required_keys(tmp_path):
@@ -95,6 +96,7 @@ def test_missing_required_keys(tmp_path):
     ("", "empty file"),
     ("- a\n- b\n", "expected a mapping"),
     ("key: [unclosed\n", "invalid YAML"),
+    ("a: 1\nb: 2\n\tc: 3\n", "invalid YAML"),
     ("a: 1\na: 2\n", "duplicate key"),
     ("base: &x {a: 1}\nother: *x\n", "aliases are not allowed"),
 ])
@@ -103,6 +105,31 @@ def test_bad_yaml_is_reported_not_raised(tmp_path, content, message):
     path.write_text(content)
     found = problems(path)
     assert len(found) == 1 and found[0].startswith(f"{path}:") and message in found[0]
+
+
+@pytest.mark.parametrize("content, line, message", [
+    # An unclosed bracket or quote is reported where it opens, not where the parser gave up.
+    ("manifest: 1\nid: bad\nbase_url: [unclosed\nauth: {scheme: none}\n", 3,
+     "invalid YAML: while parsing a flow sequence that starts here: did not find expected "
+     "',' or ']' (at line 4, column 5)"),
+    ("manifest: 1\nid: bad\nbase_url: [unclosed\n", 3,
+     "invalid YAML: while parsing a flow sequence that starts here: did not find expected "
+     "',' or ']' (at the end of the file)"),
+    ("manifest: 1\nid: 'bad\nname: x\n", 2,
+     "invalid YAML: while scanning a quoted scalar that starts here: found unexpected end "
+     "of stream (at the end of the file)"),
+    ("manifest: 1\nid: bad\nbase_url\nauth: 1\n", 3,
+     "invalid YAML: while scanning a simple key that starts here: could not find expected "
+     "':' (at line 4, column 1)"),
+    # Anything else at the parser's own position, numbered as the file numbers its lines.
+    ("manifest: 1\nid: bad\nbase_url: a: b\n", 3,
+     "invalid YAML: mapping values are not allowed in this context"),
+    ("manifest: 1\nchat:\n  - x\n c: 2\n", 4, "invalid YAML: did not find expected key"),
+])
+def test_yaml_syntax_errors_are_reported_at_their_line(tmp_path, content, line, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    assert problems(path) == [f"{path}:{line}: (top): {message}"]
 
 
 def test_binary_and_non_utf8_files(tmp_path):
@@ -179,13 +206,18 @@ def test_missing_paths_and_empty_dirs(tmp_path):
     assert "no manifests" in problems(tmp_path)[0]
 
 
-def test_cli_exit_codes_and_output(tmp_path):
+def test_cli_problems_on_stderr_summary_on_stdout(tmp_path):
     bad = write(tmp_path, "ex", MINIMAL.format(id="ex").replace("id: ex", "id: ex\nzzz: 1"))
     run = subprocess.run([sys.executable, "-m", "engine.validate", str(bad), str(PROTOCOLS)],
                          capture_output=True, text=True, cwd=ROOT, check=False)
+    shipped = len(list(PROTOCOLS.glob("*.yaml")))
     assert run.returncode == 1
-    assert run.stdout.splitlines() == [f"{bad}:3: zzz: unknown field"]
-    assert "Traceback" not in run.stderr and "1 problem(s)" in run.stderr
+    assert run.stderr.splitlines() == [f"{bad}:3: zzz: unknown field"]
+    assert run.stdout.splitlines() == [f"1 problem(s) in {shipped + 1} manifest(s)"]
+    good = subprocess.run([sys.executable, "-m", "engine.validate", str(PROTOCOLS)],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert (good.returncode, good.stdout, good.stderr) == (
+        0, f"ok: {shipped} manifest(s) valid\n", "")
 
 
 def test_user_manifest_directory_comes_first(tmp_path, monkeypatch):
@@ -246,3 +278,209 @@ def test_regexes_that_backtrack_are_searched_in_bounded_time(tmp_path, monkeypat
     finally:
         clear_cache()
     assert error.kind == "invalid_request"  # the runaway pattern counted as no match
+
+
+# ---------------------------------------------------------------- one line per problem, at its line
+
+SYNTAX = "unexpected end of template, expected 'end of print statement'."
+
+
+def child_of_openai(tmp_path: Path, name: str, chat: str) -> Path:
+    """A manifest extending the built-in openai one, with *chat* as its chat section."""
+    return write(tmp_path, name, f"manifest: 1\nid: {name}\nextends: openai\n"
+                 "base_url: https://llm.example.test/v1\n"
+                 "auth: {scheme: bearer, env: [CHILD_KEY]}\nchat:\n"
+                 + textwrap.indent(textwrap.dedent(chat), "  "))
+
+
+@pytest.mark.parametrize("chat, line, key, message", [
+    # A bad template in the base body: once, not again for each override and stream body
+    # that merges it (that was four lines, two at chat.overrides[0].body.model).
+    ("""\
+     body:
+       model: "{{ model "
+     """, 8, "chat.body.model", f"template syntax error in '{{{{ model ': {SYNTAX}"),
+    # A bad template in an override's body: once, at that key, not at the base body's.
+    ("""\
+     overrides:
+       - match: "^big"
+         body:
+           max_tokens: "{{ params.max_tokens "
+     """, 10, "chat.overrides[0].body.max_tokens",
+     f"template syntax error in '{{{{ params.max_tokens ': {SYNTAX}"),
+    # ... in an override's stream_body (it used to be reported at chat.body.foo, line 6).
+    ("""\
+     overrides:
+       - match: "^big"
+         stream_body:
+           foo: "{{ bar "
+     """, 10, "chat.overrides[0].stream_body.foo",
+     f"template syntax error in '{{{{ bar ': {SYNTAX}"),
+    # ... in the stream body.
+    ("""\
+     stream:
+       body:
+         stream: "{{ tru "
+     """, 9, "chat.stream.body.stream", f"template syntax error in '{{{{ tru ': {SYNTAX}"),
+    # Found by the dry run, in an override's body (o3-mini is one of openai's models).
+    ("""\
+     overrides:
+       - match: "^o3"
+         body:
+           max_completion_tokens: "{{ params.max_tokenz }}"
+     """, 10, "chat.overrides[0].body.max_completion_tokens",
+     "undefined value: 'dict object' has no attribute 'max_tokenz'"),
+    # ... in the stream body.
+    ("""\
+     stream:
+       body:
+         stream_options: {include_usage: "{{ tru }}"}
+     """, 9, "chat.stream.body.stream_options.include_usage",
+     "undefined value: 'tru' is undefined"),
+    # ... in the role table, where $message renders it.
+    ("""\
+     message:
+       assistant:
+         content: "{{ m.contnt }}"
+     """, 9, "chat.message.assistant.content",
+     "undefined value: 'dict object' has no attribute 'contnt'"),
+])
+def test_a_template_problem_is_one_line_at_the_key_that_holds_it(tmp_path, chat, line, key,
+                                                                  message):
+    path = child_of_openai(tmp_path, "child", chat)
+    assert problems(path) == [f"{path}:{line}: {key}: {message}"]
+
+
+def test_a_problem_in_a_parent_is_reported_at_the_parents_line(tmp_path):
+    base = write(tmp_path, "base", MINIMAL.format(id="base").replace(
+        '    model: "{{ model }}"', '    model: "{{ modle }}"'))
+    child = write(tmp_path, "child", "manifest: 1\nid: child\nextends: base\nchat:\n"
+                  "  path: /other\n")
+    assert problems(child) == [f"{base}:8: chat.body.model: undefined value: 'modle' is "
+                               "undefined"]
+
+
+def test_a_parents_problem_is_listed_once_for_a_directory(tmp_path):
+    base = write(tmp_path, "base", MINIMAL.format(id="base").replace(
+        '    model: "{{ model }}"', '    model: "{{ model "'))
+    write(tmp_path, "kid", "manifest: 1\nid: kid\nextends: base\nname: Kid\n")
+    run = subprocess.run([sys.executable, "-m", "engine.validate", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, check=False)
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        f"{base}:8: chat.body.model: template syntax error in '{{{{ model ': {SYNTAX}"]
+    assert run.stdout.splitlines() == ["1 problem(s) in 2 manifest(s)"]
+
+
+def test_an_id_mismatch_is_reported_with_the_other_problems(tmp_path):
+    path = write(tmp_path, "ex", MINIMAL.format(id="other").replace(
+        '    model: "{{ model }}"', '    model: "{{ modle }}"'))
+    assert problems(path) == [
+        f"{path}:2: id: must equal the file name 'ex'",
+        f"{path}:8: chat.body.model: undefined value: 'modle' is undefined",
+    ]
+    schema = write(tmp_path, "sc", MINIMAL.format(id="other").replace("  path: /chat",
+                                                                      "  pth: /chat"))
+    assert problems(schema) == [
+        f"{schema}:2: id: must equal the file name 'sc'",
+        f"{schema}:5: chat.path: required field",
+        f"{schema}:6: chat.pth: unknown field; did you mean 'path'?",
+    ]
+
+
+def test_unknown_keys_get_a_did_you_mean(tmp_path):
+    path = write(tmp_path, "ex", MINIMAL.format(id="ex").replace(
+        "  path: /chat", "  path: /chat\n  endpont: /x").replace(
+        "  response:", "  respons:\n    content: a\n  response:").replace(
+        "auth: {scheme: bearer, env: [EXAMPLE_KEY]}",
+        "auth: {scheme: beare, env: [EXAMPLE_KEY], hedaer: x}\ncapabilites: {tools: true}") + (
+        "  message:\n    asistant: {content: x}\n"))
+    assert problems(path) == [
+        f"{path}:4: auth.hedaer: unknown field; did you mean 'header'?",
+        f"{path}:4: auth.scheme: unallowed value beare; did you mean 'bearer'?",
+        f"{path}:5: capabilites: unknown field; did you mean 'capabilities'?",
+        f"{path}:8: chat.endpont: unknown field",  # nothing allowed there is close
+        f"{path}:15: chat.respons: unknown field; did you mean 'response'?",
+        f"{path}:20: chat.message.asistant: unknown field; did you mean 'assistant'?",
+    ]
+
+
+def test_a_list_items_unknown_key_is_located_with_its_index(tmp_path):
+    path = write(tmp_path, "ex", MINIMAL.format(id="ex") + textwrap.dedent("""\
+        errors:
+          rules:
+            - {status: 400, kind: invalid_request}
+            - {status: 401, knd: authentication}
+        """))
+    assert problems(path) == [
+        f"{path}:18: errors.rules[1].knd: unknown field; did you mean 'kind'?"]
+
+
+# ---------------------------------------------------------------- ids and file access
+
+def test_an_overlong_extends_is_one_report_line(tmp_path):
+    path = write(tmp_path, "ex", "manifest: 1\nid: ex\nextends: " + "a" * 5000 + "\n")
+    assert problems(path) == [
+        f"{path}:3: extends: invalid manifest id '{'a' * 40}'... (5000 characters): an id "
+        "is 1 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or "
+        "digit, without '..'"]
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("a" * 300, f"'{'a' * 40}'... (300 characters)"),
+    ("Bad/Name", "'Bad/Name'"),
+    ("a..b", "'a..b'"),
+    ("a" * 65, f"'{'a' * 40}'... (65 characters)"),
+])
+def test_an_invalid_provider_id_is_an_invalid_request(name, shown):
+    from engine.errors import ManifestError
+
+    with pytest.raises(ManifestError) as info:
+        load_manifest(name)
+    assert info.value.kind == "invalid_request"
+    assert info.value.message == (
+        f"invalid provider id {shown}: an id is 1 to 64 lower-case letters, digits, '.', '_' "
+        "or '-', starting with a letter or digit, without '..'")
+
+
+def test_a_client_for_an_overlong_provider_id_raises_engine_error():
+    from engine import AiClient, EngineError, SyncAiClient
+
+    with pytest.raises(EngineError) as info:
+        SyncAiClient.create("a" * 300 + "/m")
+    assert info.value.kind == "invalid_request" and "invalid provider id" in info.value.message
+
+    async def create() -> None:
+        await AiClient.create("a" * 300 + "/m")
+
+    import asyncio
+
+    with pytest.raises(EngineError) as again:
+        asyncio.run(create())
+    assert again.value.message == info.value.message
+
+
+@pytest.mark.parametrize("name", ["Big", "a..b", "a" * 65])
+def test_an_ill_formed_id_in_a_manifest_is_one_line(tmp_path, name):
+    path = write(tmp_path, name, MINIMAL.format(id=name))
+    shown = repr(name) if len(name) <= 40 else f"'{name[:40]}'... ({len(name)} characters)"
+    assert problems(path) == [
+        f"{path}:2: id: invalid manifest id {shown}: an id is 1 to 64 lower-case letters, "
+        "digits, '.', '_' or '-', starting with a letter or digit, without '..'"]
+
+
+def test_a_64_character_id_is_valid_and_found(tmp_path, monkeypatch):
+    name = "a" * 63 + "z"
+    write(tmp_path, name, MINIMAL.format(id=name))
+    assert problems(tmp_path / f"{name}.yaml") == []
+    monkeypatch.setenv("AI_PROTOCOL_PATH", str(tmp_path))
+    clear_cache()
+    try:
+        assert load_manifest(name).id == name
+    finally:
+        clear_cache()
+
+
+def test_an_unreadable_path_is_one_report_line(tmp_path):
+    long = str(tmp_path / ("a" * 5000))
+    assert problems(long) == [f"{long}:1: (top): cannot read: File name too long"]

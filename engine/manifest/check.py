@@ -3,17 +3,26 @@
 :func:`check_file` is what ``python -m engine.validate`` and a first load of
 a manifest run: it resolves the ``extends`` chain, checks each file and the
 merged result against :data:`~engine.manifest.schema.SCHEMA` (unknown keys are
-errors), compiles everything (:mod:`engine.manifest.compile`) and renders the
-request templates against sample requests. It returns every problem as
-``file:line: key.path: message`` (each once, at its own line) and the
-compiled manifest when there are none. The call path never imports this
-module once a manifest's content was checked (see :mod:`engine.manifest.load`).
+errors, with the closest allowed key as a "did you mean"), compiles
+everything (:mod:`engine.manifest.compile`) and renders the request
+templates against sample requests. It returns every problem as
+``file:line: key.path: message``: each once, at the line of the key in the
+file that writes it, in file order, at most
+:data:`~engine.manifest.compile.LIMIT` of them and then one line counting the
+rest (or saying that checking stopped there). An ``id`` that differs from the
+file name is reported alongside the other problems, never instead of them. On
+success it returns the compiled manifest. Its time is linear in the size of
+the file: unknown keys are found by one walk
+(:func:`~engine.manifest.schema.shape`), cerberus only ever sees pieces of
+bounded size, and the pieces beyond the first are not checked once the report
+is full. The call path never imports this module once a manifest's content
+was checked (see :mod:`engine.manifest.load`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -25,10 +34,10 @@ from ..protocol.classify import kind_for_status
 from ..protocol.render import prepare
 from ..retry import RetryPolicy
 from ..types import ChatRequest, Message, Tool, ToolCall
-from .compile import Problems, compile_manifest
-from .locate import KeyPath, format_path
+from .compile import Problems, body_layers, compile_manifest, owner
+from .locate import KeyPath, id_problem, reach, valid_id
 from .model import Manifest
-from .schema import SCHEMA
+from .schema import SCHEMA, Piece, Shaped, shape, suggest
 from .source import resolve
 from .templates import TemplateError
 
@@ -56,30 +65,74 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-_validator: Any = None
+# Cerberus validators, built once each (cerberus checks a schema on construction) and
+# used under one lock (a validator keeps the state of the document it checks).
+_validators: dict[int, Any] = {}
 _validator_lock = threading.Lock()
 
 
-def _schema_problems(data: Mapping[str, Any], *, partial: bool) -> list[tuple[KeyPath, str]]:
-    with _validator_lock:  # built once: cerberus checks the schema itself on construction
-        return _schema_problems_locked(data, partial=partial)
+def _validator(rule: Mapping[str, Any] | None) -> Any:
+    """The validator of the whole schema (None) or of one piece's container *rule*."""
+    key = id(rule)
+    if key not in _validators:
+        schema = SCHEMA if rule is None else {"v": rule}
+        _validators[key] = cerberus.Validator(schema, allow_unknown=False)
+    return _validators[key]
 
 
-def _schema_problems_locked(data: Mapping[str, Any], *,
-                            partial: bool) -> list[tuple[KeyPath, str]]:
-    global _validator
-    if _validator is None:
-        _validator = cerberus.Validator(SCHEMA, allow_unknown=False)
-    validator = _validator
-    schema_doc = _without_nulls(data) if partial else {
+def _schema_check(data: Mapping[str, Any], report: Problems, *, index: int | None) -> None:
+    """Schema problems of one file (*index* in the chain; its own keys, ``null`` dropped)
+    or, with *index* None, of the merged manifest (whose unknown keys are all some
+    file's, reported there); stops once *report* is full."""
+    doc = _without_nulls(data) if index is not None else {
         k: v for k, v in data.items() if k != "extends"}
+    shaped = shape(doc)
+    add = report.add if index is None else (lambda key, msg: report.add_in(index, key, msg))
+    for n, (key, allowed) in enumerate(shaped.unknown if index is not None else ()):
+        # A suggestion only for lines that can be shown: the report keeps the first LIMIT.
+        add(key, "unknown field" + (suggest(key[-1], allowed) if n < report.limit else ""))
+    with _validator_lock:
+        for key, msg in _cerberus_problems(shaped, report, update=index is not None):
+            add(key, msg)
+
+
+def _cerberus_problems(shaped: Shaped, report: Problems, *,
+                       update: bool) -> Iterator[tuple[KeyPath, str]]:
+    units: list[Piece | None] = [None, *shaped.pieces]  # None: the document itself
+    for unit in units:
+        if unit is not None and report.full:  # the document itself is always checked
+            report.stopped = True
+            return
+        value = shaped.doc if unit is None else {"v": unit.value}
+        for key, msg in _validate(_validator(None if unit is None else unit.rule), value,
+                                  update):
+            key = key if unit is None else _in_piece(unit, key)
+            yield key, msg + _hint(shaped, key, msg)
+
+
+def _validate(validator: Any, doc: Mapping[str, Any], update: bool) -> list[tuple[KeyPath, str]]:
     try:
-        ok = validator.validate(dict(schema_doc), update=partial)
+        ok = validator.validate(dict(doc), update=update)
     except Exception as exc:  # cerberus raises on some pathological documents
         return [((), f"cannot validate: {type(exc).__name__}: {exc}")]
     if ok:
         return []
     return [(_fix_key(path), msg) for path, msg in _flatten_cerberus(validator.errors, ())]
+
+
+def _in_piece(piece: Piece, key: KeyPath) -> KeyPath:
+    """A key of a piece's document ``{"v": entries}`` as a key of the manifest."""
+    rest = key[1:]
+    if rest and isinstance(rest[0], int):
+        rest = (rest[0] + piece.offset, *rest[1:])
+    return (*piece.path, *rest)
+
+
+def _hint(shaped: Shaped, key: KeyPath, message: str) -> str:
+    allowed = shaped.allowed.get(key)
+    if allowed is None or not message.startswith("unallowed value "):
+        return ""
+    return suggest(message[len("unallowed value "):], allowed)
 
 
 def _fix_key(path: KeyPath) -> KeyPath:
@@ -95,6 +148,8 @@ class CheckResult:
     merged: dict[str, Any] | None = None  # the checked mapping the manifest compiles from
     files: list[FsPath] = field(default_factory=list)  # the extends chain, child first
     warnings: list[str] = field(default_factory=list)  # valid, but worth a look
+    unreported: int = 0  # problems found beyond those listed (the last line counts them)
+    stopped: bool = False  # checking stopped once the report was full: there may be more
 
 
 def check(path: FsPath, dirs: list[FsPath] | None = None) -> list[str]:
@@ -109,29 +164,41 @@ def check_file(path: FsPath, dirs: list[FsPath] | None = None) -> CheckResult:
     except ManifestError as exc:
         return CheckResult([exc.message])
     report = Problems(chain)
-    for doc in chain:
-        for key, msg in _schema_problems(doc.data, partial=True):
-            report.problems.append(f"{doc.path}:{doc.line_of(key) or 1}: "
-                                   f"{format_path(key)}: {msg}")
-    if report.problems:
-        return CheckResult(report.problems)
-    for key, msg in _schema_problems(merged, partial=False):
-        report.add(key, msg)
-    if report.problems:
-        return CheckResult(report.problems)
-    if merged.get("id") != path.stem:
-        report.add(("id",), f"must equal the file name {path.stem!r}")
-    manifest = compile_manifest(merged, report)
-    if report.problems:
-        return CheckResult(report.problems)
-    for key, msg in dry_run(manifest):
-        report.add(key, msg)
-    if report.problems:
-        return CheckResult(report.problems)
+    manifest = _checked(merged, report)
+    _check_id(merged.get("id"), path, report)
+    if manifest is None or report.count:
+        return CheckResult(report.problems, unreported=report.unreported,
+                           stopped=report.stopped)
     notes = Problems(chain)
     for key, msg in restated_defaults(merged):
         notes.add(key, f"warning: {msg}")
     return CheckResult([], manifest, merged, [doc.path for doc in chain], notes.problems)
+
+
+def _check_id(ident: Any, path: FsPath, report: Problems) -> None:
+    """An ill-formed id, or one that differs from the file name: reported with the
+    other problems, never instead of them (the schema says whether there is one)."""
+    if not isinstance(ident, str):
+        return
+    if not valid_id(ident):
+        report.add(("id",), id_problem(ident))
+    elif ident != path.stem:
+        report.add(("id",), f"must equal the file name {path.stem!r}")
+
+
+def _checked(merged: dict[str, Any], report: Problems) -> Manifest | None:
+    """The manifest when every stage passes; each stage runs only when those before did."""
+    for index, doc in enumerate(report.chain):
+        _schema_check(doc.data, report, index=index)
+    _schema_check(merged, report, index=None)  # what no single file has (a required key)
+    if report.count:
+        return None
+    manifest = compile_manifest(merged, report)
+    if report.count:
+        return None
+    for key, msg in dry_run(manifest, merged):
+        report.add(key, msg)
+    return None if report.count else manifest
 
 
 def _statuses(rule: Mapping[str, Any]) -> set[int]:
@@ -185,8 +252,14 @@ def _samples() -> list[ChatRequest]:
     ]
 
 
-def dry_run(manifest: Manifest) -> list[tuple[tuple[str | int, ...], str]]:
-    """Render every request template against sample requests; report failures."""
+def dry_run(manifest: Manifest, data: Mapping[str, Any] | None = None) -> list[
+        tuple[KeyPath, str]]:
+    """Render every request template against sample requests; report the first failure.
+
+    With the merged manifest *data*, a failure is located where the failing
+    template is written (an override's body, the stream body, the role table)
+    rather than where it lands in the request.
+    """
     models = ["sample-model", *manifest.models]
     for request in _samples():
         for model in models:
@@ -195,10 +268,42 @@ def dry_run(manifest: Manifest) -> list[tuple[tuple[str | int, ...], str]]:
                 try:
                     prepare(manifest, request, model, api_key="sk-dry-run-key", stream=stream)
                 except ManifestError as exc:
-                    return [(exc.key or ("chat",), exc.detail)]
+                    key = exc.key or ("chat",)
+                    return [(_written(manifest, data, model, stream, key), exc.detail)]
                 except TemplateError as exc:
                     return [(("chat", *exc.path), str(exc))]
                 except EngineError as exc:
                     if exc.kind != "invalid_request":
                         return [(("chat",), exc.message)]
     return []
+
+
+def _written(manifest: Manifest, data: Mapping[str, Any] | None, model: str, stream: bool,
+             key: KeyPath) -> KeyPath:
+    """Where the template that failed at request key *key* is written in *data*."""
+    chat = (data or {}).get("chat")
+    if not isinstance(chat, Mapping):
+        return key
+    if key[:2] == ("chat", "path") and stream and "path" in (chat.get("stream") or {}):
+        return ("chat", "stream", "path", *key[2:])
+    if key[:2] != ("chat", "body"):
+        return key
+    variant = manifest.chat.variant_for(model)
+    index = next(i for i, v in enumerate(manifest.chat.variants) if v is variant)
+    layers = body_layers(chat, index if index < len(chat.get("overrides") or []) else None,
+                         stream)
+    path = key[2:]
+    if any(reach(tree, path) == (len(path), True) for _, tree in layers):
+        return owner(layers, path)
+    return _in_role_table(chat, path) or owner(layers, path)
+
+
+def _in_role_table(chat: Mapping[str, Any], path: KeyPath) -> KeyPath | None:
+    """A body path through ``$message`` (``..., "message", role, ...``) as a key of
+    ``chat.message``, when the role table writes it."""
+    for at, step in enumerate(path):
+        if step == "message" and at + 1 < len(path):
+            held, decides = reach(chat.get("message") or {}, path[at + 1:])
+            if decides and held == len(path) - at - 1:
+                return ("chat", "message", *path[at + 1:])
+    return None

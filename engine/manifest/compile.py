@@ -5,15 +5,26 @@ regex once and builds :class:`~engine.manifest.model.Manifest`; structural
 problems the schema cannot express (a rule without an action, a scheme
 without its header) are reported to a :class:`Problems` collector instead of
 raised, so one run reports all of them.
+
+:class:`Problems` is where every problem of one check goes. It keeps each
+distinct line once, locates a key in the file of the ``extends`` chain that
+decides it (:meth:`~engine.manifest.locate.RawDoc.reach`: the file that writes
+the key, else the one that writes most of its path), lists lines in file
+order, and reports at most :data:`LIMIT` of them, then one line saying how
+many more there were (or, when checking stopped because the report was full,
+that there are more). A request body is merged from layers (``chat.body``,
+an override's ``body``, ``chat.stream.body``, an override's ``stream_body``:
+:func:`body_layers`); a template problem in it is reported at the layer that
+wrote the failing key (:func:`owner`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..retry import RetryPolicy
-from .locate import KeyPath, RawDoc, format_path
+from .locate import KeyPath, RawDoc, format_path, reach
 from .merge import deep_merge
 from .model import (
     TOOL_CHOICE_MODES,
@@ -35,47 +46,104 @@ from .paths import Path, PathError, compile_path
 from .patterns import Pattern, PatternError, compile_pattern
 from .templates import Node, TemplateError, compile_tree, compile_with_roles
 
-__all__ = ["Problems", "compile_manifest"]
+__all__ = ["LIMIT", "Layer", "Problems", "body_layers", "compile_manifest", "owner"]
+
+LIMIT = 200  # problems reported per manifest; the rest are counted in one line
 
 
 class Problems:
     """Collects problems as ``file:line: key.path: message``, located via the chain."""
 
-    def __init__(self, chain: list[RawDoc]) -> None:
+    def __init__(self, chain: list[RawDoc], limit: int = LIMIT) -> None:
         self.chain = chain
-        self.problems: list[str] = []
+        self.limit = limit
+        self._entries: list[tuple[int, int, str]] = []  # (file in the chain, line, text)
         self._seen: set[str] = set()
+        self.stopped = False  # set when checking stopped early because the report was full
 
     def add(self, key: KeyPath, message: str) -> None:
-        """Record one problem; the same problem at the same place is recorded once."""
-        line_text = self._locate(key, message)
-        if line_text not in self._seen:
-            self._seen.add(line_text)
-            self.problems.append(line_text)
+        """Record one problem at the file of the chain that decides *key*."""
+        self.add_in(self._owner(key), key, message)
 
-    def _locate(self, key: KeyPath, message: str) -> str:
-        for doc in self.chain:
-            line = doc.lines.get(key)
-            if line is not None:
-                return f"{doc.path}:{line}: {format_path(key)}: {message}"
-        doc = self.chain[0]
-        line = doc.line_of(key) or 1
-        return f"{doc.path}:{line}: {format_path(key)}: {message}"
+    def add_in(self, index: int, key: KeyPath, message: str) -> None:
+        """Record one problem at *key* of the chain's file *index*; each line once."""
+        doc = self.chain[index] if self.chain else None
+        line = (doc.line_of(key) if doc is not None else None) or 1
+        text = f"{doc.path if doc is not None else '?'}:{line}: {format_path(key)}: {message}"
+        if text not in self._seen:
+            self._seen.add(text)
+            self._entries.append((index, line, text))
+
+    @property
+    def count(self) -> int:
+        """How many distinct problems were recorded (reported or not)."""
+        return len(self._entries)
+
+    @property
+    def full(self) -> bool:
+        """Whether no further problem would be reported (checking may stop)."""
+        return self.count >= self.limit
+
+    @property
+    def unreported(self) -> int:
+        """How many recorded problems the report leaves out."""
+        return max(0, self.count - self.limit)
+
+    @property
+    def problems(self) -> list[str]:
+        """The report: at most :attr:`limit` lines in file order, then one line for the rest."""
+        ordered = sorted(self._entries, key=lambda entry: entry[:2])
+        lines = [text for _, _, text in ordered[:self.limit]]
+        where = f"{self.chain[0].path if self.chain else '?'}:1: (top): ..."
+        if self.stopped:
+            lines.append(f"{where} and more problems not reported: checking stopped after "
+                         f"{self.count} (the first {self.limit} are reported)")
+        elif self.unreported:
+            lines.append(f"{where} and {self.unreported} more problem(s) not reported "
+                         f"(the first {self.limit} are)")
+        return lines
+
+    def _owner(self, key: KeyPath) -> int:
+        best, depth = 0, -1
+        for index, doc in enumerate(self.chain):
+            held, decides = doc.reach(key)
+            if decides:
+                return index
+            if held > depth:
+                best, depth = index, held
+        return best
 
 
-_ALL: Any = object()
+Layer = tuple[KeyPath, Any]  # (where a tree is written, the tree)
 
 
-def _holds(tree: Any, path: tuple[str | int, ...]) -> bool:
-    """Whether *tree* itself contains the key path *path* (its first step at least)."""
-    if not path:
-        return True
-    head = path[0]
-    if isinstance(tree, Mapping) and head in tree:
-        return _holds(tree[head], path[1:])
-    if isinstance(tree, list) and isinstance(head, int) and 0 <= head < len(tree):
-        return _holds(tree[head], path[1:])
-    return False
+def owner(layers: Sequence[Layer], path: KeyPath) -> KeyPath:
+    """The key of *path* (a path in the merge of *layers*, highest precedence first) in
+    the layer that wrote it; else in the layer that writes most of it."""
+    best, depth = layers[-1][0], -1
+    for prefix, tree in layers:
+        held, decides = reach(tree, path)
+        if decides:
+            return (*prefix, *path)
+        if held > depth:
+            best, depth = prefix, held
+    return (*best, *path)
+
+
+def body_layers(chat: Mapping[str, Any], index: int | None, stream: bool) -> list[Layer]:
+    """The trees a request body merges, highest precedence first: override *index*'s
+    (None: the base body only), with the stream ones when *stream*."""
+    layers: list[Layer] = [(("chat", "body"), chat.get("body") or {})]
+    if index is not None:
+        override = chat["overrides"][index]
+        layers.insert(0, (("chat", "overrides", index, "body"), override.get("body") or {}))
+    if stream:
+        layers.insert(0, (("chat", "stream", "body"),
+                          (chat.get("stream") or {}).get("body") or {}))
+        if index is not None:
+            layers.insert(0, (("chat", "overrides", index, "stream_body"),
+                              chat["overrides"][index].get("stream_body") or {}))
+    return layers
 
 
 class _Compiler:
@@ -104,16 +172,13 @@ class _Compiler:
             self.report.add(key, str(exc))
             return None
 
-    def tree(self, tree: Any, key: KeyPath, own: Any = _ALL) -> Node | None:
-        """Compile *tree*; a failure is reported at *key*, or, when it lies outside
-        *own* (what this entry itself wrote, e.g. an override's body), at the base
-        ``chat`` key where the failing template was written."""
+    def tree(self, tree: Any, key: KeyPath, layers: Sequence[Layer] = ()) -> Node | None:
+        """Compile *tree*; a failure is reported below *key*, or, for a tree merged
+        from *layers*, below the layer that wrote the failing key (:func:`owner`)."""
         try:
             return compile_with_roles(tree, self.roles)
         except TemplateError as exc:
-            where = (*key, *exc.path) if own is _ALL or _holds(own, exc.path) else (
-                "chat", "body", *exc.path)
-            self.report.add(where, str(exc))
+            self.report.add(owner(layers or [(key, tree)], exc.path), str(exc))
             return None
 
     def regex(self, source: Any, key: KeyPath) -> Pattern | None:
@@ -314,19 +379,19 @@ def _variants(c: _Compiler, chat: Mapping[str, Any], stream_body: Any) -> tuple[
         if "stream_body" in override and stream_body is None:
             c.report.add((*key, "stream_body"), "the manifest has no chat.stream section")
         out.append(_variant(c, c.regex(override["match"], (*key, "match")), body,
-                            stream_extra if stream_body is not None else None, key,
-                            override.get("body") or {}))
-    out.append(_variant(c, None, base_body, stream_body, ("chat",)))
+                            stream_extra if stream_body is not None else None, chat, i))
+    out.append(_variant(c, None, base_body, stream_body, chat, None))
     return tuple(out)
 
 
 def _variant(c: _Compiler, pattern: Pattern | None, body: Any, stream_body: Any,
-             key: KeyPath, own: Any = _ALL) -> Variant:
+             chat: Mapping[str, Any], index: int | None) -> Variant:
     empty = compile_tree({})
-    compiled = c.tree(body, (*key, "body"), own) or empty
+    compiled = c.tree(body, (), body_layers(chat, index, False)) or empty
     streamed = None
     if stream_body is not None:
-        streamed = c.tree(deep_merge(body, stream_body), (*key, "body"), own) or empty
+        streamed = c.tree(deep_merge(body, stream_body), (),
+                          body_layers(chat, index, True)) or empty
     return Variant(pattern, compiled, streamed)
 
 

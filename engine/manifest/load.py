@@ -1,6 +1,9 @@
 """Load a provider's manifest for a client: check once per content, compile once per process.
 
-:func:`load_manifest` finds ``<provider>.yaml`` on the search path and returns
+:func:`load_manifest` checks the provider id first (an ill-formed one, e.g.
+300 characters or a ``/``, is a :class:`~engine.errors.ManifestError` of kind
+``invalid_request`` before any file is looked up, like an unknown one), then
+finds ``<provider>.yaml`` on the search path and returns
 its compiled :class:`~engine.manifest.model.Manifest`, kept in memory per
 (provider, search path). The first time a given content is seen it is checked
 in full (:mod:`engine.manifest.check`: schema, compile, dry-run render);
@@ -28,7 +31,15 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from ..errors import ManifestError
-from .locate import MAX_YAML_BYTES, PATH_ENV, RawDoc, find_manifest, search_dirs
+from .locate import (
+    MAX_YAML_BYTES,
+    PATH_ENV,
+    RawDoc,
+    find_manifest,
+    id_problem,
+    search_dirs,
+    valid_id,
+)
 from .model import Manifest
 
 __all__ = ["CACHE_ENV", "cache_dir", "clear_cache", "compile_file", "load_manifest"]
@@ -157,6 +168,8 @@ def _head(path: FsPath) -> bytes | None:
 
 def load_manifest(provider: str) -> Manifest:
     """The compiled manifest for *provider*, loaded once per search path."""
+    if not valid_id(provider):
+        raise ManifestError(id_problem(provider, "provider"))
     memory_key = (provider, os.environ.get(PATH_ENV, ""))
     with _memory_lock:
         cached = _memory.get(memory_key)

@@ -1,22 +1,37 @@
-"""The cerberus schema of manifest format version 1.
+"""The cerberus schema of manifest format version 1, and a linear walk over it.
 
 Unknown keys are errors everywhere except where a mapping is user data by
 design (headers, the model catalogue, finish-reason maps, template trees).
 Every key accepted here is interpreted by :mod:`engine.manifest`; the
 ``protocols/README.md`` documents each one.
+
+:func:`shape` walks a document along :data:`SCHEMA` once, in time linear in
+its size, and returns what cerberus should see and what it need not: the
+document without its unknown keys (each listed with the keys allowed at that
+place, for a "did you mean"), every container of user-sized length (a list, a
+user-data mapping) cut to :data:`CHUNK` entries with the rest as separate
+:class:`Piece` s, and the string values outside their ``allowed`` list. Cerberus
+sorts its whole error list on every error it adds (quadratic in the number of
+errors), so it is only ever handed pieces of bounded size. :func:`suggest`
+words the "did you mean". Pure: no cerberus, no I/O.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import KINDS
 from ..protocol.auth import AUTH_SCHEMES as _AUTH_REGISTRY
 from ..protocol.framing import FRAMERS
 from ..types import FINISH_REASONS
+from .locate import KeyPath
 from .model import USAGE_FIELDS
 
-__all__ = ["AUTH_SCHEMES", "FRAMINGS", "SCHEMA", "USAGE_FIELDS"]
+__all__ = ["AUTH_SCHEMES", "CHUNK", "FRAMINGS", "SCHEMA", "USAGE_FIELDS", "Piece", "Shaped",
+           "shape", "suggest"]
 
 AUTH_SCHEMES = tuple(_AUTH_REGISTRY)
 FRAMINGS = tuple(FRAMERS)
@@ -128,7 +143,7 @@ _RETRY_HINT = {
 
 SCHEMA: dict[str, Any] = {
     "manifest": {"type": "integer", "allowed": [1], "required": True},
-    "id": {"type": "string", "regex": r"^[a-z0-9][a-z0-9_.-]*$", "required": True},
+    "id": {"type": "string", "required": True},  # its form: locate.valid_id, in check
     "name": {"type": "string"},
     "extends": {"type": "string", "empty": False},
     "base_url": {"type": "string", "regex": r"^https?://.+", "required": True},
@@ -210,3 +225,103 @@ SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+# ---------------------------------------------------------------- the walk
+
+CHUNK = 16  # entries of one list or user-data mapping handed to cerberus at once
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Entries of the container at *path* beyond the first :data:`CHUNK`, validated on
+    their own against the container's *rule*; list indexes start at *offset*."""
+
+    path: KeyPath
+    rule: Mapping[str, Any]
+    value: Any
+    offset: int = 0
+
+
+@dataclass
+class Shaped:
+    """A document as :func:`shape` leaves it for cerberus."""
+
+    doc: dict[Any, Any] = field(default_factory=dict)  # no unknown keys, containers cut
+    unknown: list[tuple[KeyPath, tuple[str, ...]]] = field(default_factory=list)  # + allowed
+    pieces: list[Piece] = field(default_factory=list)  # the rest of each cut container
+    allowed: dict[KeyPath, tuple[str, ...]] = field(default_factory=dict)  # value not in these
+
+
+def suggest(word: object, allowed: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the one of *allowed* closest to *word*, or ``""``."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def shape(doc: Mapping[Any, Any], schema: Mapping[str, Any] = SCHEMA) -> Shaped:
+    """Walk *doc* along *schema* once (see the module docstring)."""
+    out = Shaped()
+    out.doc = _fields(doc, schema, (), out)
+    return out
+
+
+def _types(rule: Mapping[str, Any]) -> set[str]:
+    kind = rule.get("type")
+    return set(kind) if isinstance(kind, list) else {kind} if kind else set()
+
+
+def _value(value: Any, rule: Mapping[str, Any], path: KeyPath, out: Shaped) -> Any:
+    types = _types(rule)
+    if isinstance(value, dict) and "dict" in types:
+        if "schema" in rule:
+            return _fields(value, rule["schema"], path, out)
+        return _entries(value, rule, path, out)
+    if isinstance(value, list) and "list" in types and "schema" in rule:
+        items = [_value(v, rule["schema"], (*path, i), out) for i, v in enumerate(value)]
+        return _cut(items, rule, path, out)
+    if isinstance(value, str) and "allowed" in rule and value not in rule["allowed"]:
+        out.allowed[path] = tuple(rule["allowed"])
+    return value
+
+
+def _fields(value: Mapping[Any, Any], schema: Mapping[str, Any], path: KeyPath,
+            out: Shaped) -> dict[Any, Any]:
+    """A mapping with a fixed set of keys: the others are unknown."""
+    kept: dict[Any, Any] = {}
+    for key, item in value.items():
+        rule = schema.get(key) if isinstance(key, str) else None
+        if rule is None:
+            out.unknown.append(((*path, key), tuple(schema)))
+        else:
+            kept[key] = _value(item, rule, (*path, key), out)
+    return kept
+
+
+def _entries(value: Mapping[Any, Any], rule: Mapping[str, Any], path: KeyPath,
+             out: Shaped) -> Any:
+    """A user-data mapping; keys outside a ``keysrules`` allowed list are unknown keys."""
+    names = (rule.get("keysrules") or {}).get("allowed")
+    values = rule.get("valuesrules")
+    kept: dict[Any, Any] = {}
+    for key, item in value.items():
+        if names is not None and key not in names:
+            out.unknown.append(((*path, key), tuple(names)))
+        else:
+            kept[key] = _value(item, values, (*path, key), out) if values else item
+    return _cut(kept, rule, path, out)
+
+
+def _cut(container: Any, rule: Mapping[str, Any], path: KeyPath, out: Shaped) -> Any:
+    if len(container) <= CHUNK:
+        return container
+    if isinstance(container, dict):
+        items = list(container.items())
+        out.pieces.extend(Piece(path, rule, dict(items[start:start + CHUNK]))
+                          for start in range(CHUNK, len(items), CHUNK))
+        return dict(items[:CHUNK])
+    out.pieces.extend(Piece(path, rule, container[start:start + CHUNK], start)
+                      for start in range(CHUNK, len(container), CHUNK))
+    return container[:CHUNK]

@@ -1,9 +1,11 @@
 """Reading manifest files: safe loading, the ``extends`` chain and merging.
 
 :func:`resolve` loads a file and its ``extends`` chain (depth-limited, cycles
-refused) and deep-merges them child over parent (:func:`~engine.manifest.merge.deep_merge`).
-Nothing here validates or compiles; every failure is a :class:`ManifestError`
-whose message starts with ``file:line:``.
+refused, each name checked with :func:`~engine.manifest.locate.valid_id` before
+any file is looked up) and deep-merges them child over parent
+(:func:`~engine.manifest.merge.deep_merge`). Nothing here validates or
+compiles; every failure, an unreadable file included, is a
+:class:`ManifestError` whose message is one ``file:line: key.path: message``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from ..errors import ManifestError
-from .locate import RawDoc, find_manifest, same_file, search_dirs
+from .locate import RawDoc, find_manifest, id_problem, same_file, search_dirs, valid_id
 from .merge import deep_merge
 from .yamlsrc import MAX_YAML_BYTES, load_yaml
 
@@ -51,6 +53,8 @@ def resolve(path: FsPath, dirs: list[FsPath] | None = None) -> tuple[dict[str, A
         where = f"{doc.path}:{doc.line_of(('extends',)) or 1}: extends"
         if not isinstance(parent, str):
             raise ManifestError(f"{where}: must be a manifest id")
+        if not valid_id(parent):
+            raise ManifestError(f"{where}: {id_problem(parent)}")
         if len(chain) > MAX_EXTENDS_DEPTH:
             raise ManifestError(f"{where}: extends chain deeper than {MAX_EXTENDS_DEPTH}")
         search = [doc.path.parent, *(dirs if dirs is not None else search_dirs())]

@@ -53,15 +53,38 @@ def load_yaml(text: str | bytes, filename: str) -> tuple[Any, dict[KeyPath, int]
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problem = exc.problem or exc.context or "invalid YAML"
+        line, problem = _syntax_error(exc, text)
         raise ManifestError(f"{filename}:{line}: (top): invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ManifestError(f"{filename}:1: (top): invalid YAML: {exc}") from None
     except RecursionError:
         raise ManifestError(f"{filename}:1: (top): document is nested too deeply") from None
     return data, lines
+
+
+# Constructs the parser reports where they *start* (context) when it only notices
+# the missing end later, often on a following line or at the end of the file.
+_UNCLOSED = ("while parsing a flow", "while scanning a quoted scalar",
+             "while scanning a simple key")
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[int, str]:
+    """(1-based line as the file numbers it, message) for a YAML syntax error.
+
+    An unclosed bracket, quote or key is reported at the line that opened it,
+    saying where the parser gave up; anything else at the parser's position.
+    A position past the last line (the end of the file) is the last line.
+    """
+    last = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+    problem = exc.problem or exc.context or "invalid YAML"
+    mark, context = exc.problem_mark, exc.context_mark
+    if context is not None and (exc.context or "").startswith(_UNCLOSED):
+        where = "the end of the file" if mark is None or mark.line + 1 > last else (
+            f"line {mark.line + 1}, column {mark.column + 1}")
+        return min(context.line + 1, last), f"{exc.context} that starts here: {problem} " \
+                                             f"(at {where})"
+    mark = mark or context
+    return (min(mark.line + 1, last) if mark is not None else 1), problem
 
 
 def _decode(raw: bytes, filename: str) -> str:
