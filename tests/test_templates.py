@@ -98,6 +98,8 @@ def test_strict_undefined():
     "{{ 10 ** 100000 }}",
     "{{ range(10**8) | list }}",
     "{{ lipsum() }}",
+    "{{ dict.fromkeys(range(10)) }}",
+    "{{ ([range(99999)] * 2000) | map('list') | list | length }}",
 ])
 def test_sandbox_refuses_escape_and_blowup(source):
     with pytest.raises(TemplateError):

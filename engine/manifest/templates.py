@@ -32,23 +32,50 @@ kept in mappings and lists and sent as ``null``.
 
 Security: templates run in Jinja's ``ImmutableSandboxedEnvironment`` with
 ``StrictUndefined``. Only expressions are allowed (no ``{% %}`` statements), so
-a template cannot loop; ``*`` and ``**`` are bounded so it cannot build huge
-values; the context holds plain data only (no environment, no files).
+a template cannot loop, recurse or define macros; the context holds plain data
+only (no environment, no files). Only the listed filters and plain-value
+methods may be called; ``str.format``, ``%`` on strings, padding methods,
+class methods (``dict.fromkeys``) and the ``lipsum``/``cycler``/``joiner``/
+``namespace`` globals are refused.
+
+Bounds: every :func:`render_checked` (and every expression rendered outside
+one) runs within a budget of :data:`MAX_WORK` steps and :data:`MAX_SECONDS`
+of wall-clock time (``time.monotonic``, read while charging; no threads). A
+step is one item that a filter, test, method call, operator, comparison,
+slice, ``$each`` or tree node takes in or produces: a range counts its length,
+a string one step per :data:`BYTES_PER_STEP` bytes (one per character where
+it is iterated or split), iterators that filters return are charged item by
+item, and a long string the output repeats is charged again each time. No
+single operation may add more than :data:`MAX_VALUE_SIZE` items or characters
+to what it was given (``*``, ``range``, ``replace``, ``join`` separators). So
+each allocation is either paid for before it is made or proportional to values
+the render already holds (a slice, a method's result, parsed JSON), a render
+builds at most about ``MAX_WORK * BYTES_PER_STEP`` bytes, and it ends within
+about a second. A limit that is hit raises
+:class:`TemplateError` (a :class:`~engine.errors.ManifestError` from
+:func:`render_checked`) naming the template and the limit: ``work limit``,
+``time limit`` or ``size limit``. The limits are generous for real requests:
+1,000 messages with a 1 MiB text and 128 tools take about a tenth of the steps.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
+import itertools
 import json
 import operator
 import re
+import sys
+import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jinja2
+import jinja2.compiler
+import jinja2.filters
 import jinja2.nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -56,8 +83,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ..errors import ManifestError
 
 __all__ = [
+    "BYTES_PER_STEP",
     "JSON_NULL",
+    "MAX_SECONDS",
     "MAX_VALUE_SIZE",
+    "MAX_WORK",
     "Node",
     "TemplateError",
     "compile_string",
@@ -67,7 +97,19 @@ __all__ = [
     "render_checked",
 ]
 
+# Most one operation may add to its inputs (items or characters).
 MAX_VALUE_SIZE = 100_000
+# Steps of work one render may do, and its wall-clock deadline.
+MAX_WORK = 1_000_000
+MAX_SECONDS = 1.0
+# Bytes of string that cost one step.
+BYTES_PER_STEP = 64
+# Strings shorter than this cost one step (their bytes are not looked up).
+_SHORT = 64
+# Charges between two looks at the clock.
+_CLOCK_EVERY = 16
+# Strings at least this long are charged again each time the output repeats them.
+ALIAS_MIN = 256
 _EXPR_ONLY = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 DIRECTIVES = {
     "$each": {"$each", "as", "do", "flatten"},
@@ -101,8 +143,159 @@ class TemplateError(Exception):
         self.path = path
 
 
+class _LimitError(TemplateError):
+    """The render ran out of its work or time budget."""
+
+
+# ---------------------------------------------------------------- the budget
+
+class _Budget:
+    """The work and time one render may still spend."""
+
+    __slots__ = ("deadline", "left", "seen", "ticks")
+
+    def __init__(self) -> None:
+        self.left = MAX_WORK
+        self.deadline = time.monotonic() + MAX_SECONDS
+        self.seen: dict[int, str] = {}
+        self.ticks = 0
+
+    def charge(self, steps: int) -> None:
+        self.left -= steps
+        self.ticks -= 1
+        if self.left < 0 or self.ticks < 0:
+            self._check()
+
+    def _check(self) -> None:
+        if self.left < 0:
+            raise _LimitError(f"over the work limit ({MAX_WORK} steps)")
+        self.ticks = _CLOCK_EVERY
+        if time.monotonic() > self.deadline:
+            raise _LimitError(f"over the time limit ({MAX_SECONDS:g} s)")
+
+    def output(self, text: str) -> None:
+        """A long string in the output: free once, charged each time it repeats."""
+        if id(text) in self.seen:
+            self.charge(_size(text))
+        else:
+            self.seen[id(text)] = text  # kept alive, so its id is not reused
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget",
+                                                                         default=None)
+_SCALARS = frozenset({int, float, bool, type(None)})
+_SIZED: tuple[type[Sized], ...] = (list, tuple, dict, set, frozenset, range, bytes,
+                                  type({}.keys()), type({}.values()), type({}.items()))
+
+
+def _size(value: Any) -> int:
+    """Steps to hold or pass over *value* one level deep (a short string is one)."""
+    if type(value) in _SCALARS:
+        return 1
+    if isinstance(value, str):
+        return 1 if len(value) < _SHORT else 1 + sys.getsizeof(value) // BYTES_PER_STEP
+    if isinstance(value, _SIZED):
+        return 1 + len(value)
+    return 1
+
+
+def _walk(value: Any, limit: int, text: Callable[[str], int]) -> int:
+    """Deep size of *value* (strings measured by *text*), counted up to about *limit*."""
+    if type(value) in _SCALARS:
+        return 1
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, range):
+        return 1 + len(value)
+    parts: Iterable[Any]
+    if isinstance(value, dict):
+        parts = itertools.chain.from_iterable(value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        parts = value
+    else:
+        return 1
+    total = 1
+    for part in parts:
+        if total > limit:
+            break
+        total += _walk(part, limit - total, text)
+    return total
+
+
+def _shallow(values: Iterable[Any], budget: _Budget) -> int:
+    """Steps to pass over each of *values* once."""
+    total = 0
+    for value in values:
+        total += _size(value)
+    return total
+
+
+def _deep(values: Iterable[Any], budget: _Budget) -> int:
+    """Steps to walk each of *values* whole (to stringify or compare it)."""
+    total = 0
+    for value in values:
+        total += _walk(value, max(budget.left - total, 0), _size)
+    return total
+
+
+def _items(values: Iterable[Any], budget: _Budget) -> int:
+    """Steps to iterate each of *values* (a string yields one item per character)."""
+    total = 0
+    for value in values:
+        total += 1 + len(value) if isinstance(value, str) else _size(value)
+    return total
+
+
+def _one(values: Iterable[Any], budget: _Budget) -> int:
+    return 1
+
+
+def _charge(steps: int) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.charge(steps)
+
+
+def _counted(items: Iterator[Any], budget: _Budget) -> Iterator[Any]:
+    for item in items:
+        budget.charge(1)
+        yield item
+
+
+def _made(value: Any, budget: _Budget | None, inputs: tuple[Any, ...] = ()) -> Any:
+    """Charge a value an operation produced (not one of its *inputs*).
+
+    Iterators are charged item by item as they are consumed.
+    """
+    kind = type(value)
+    if budget is None or kind in _SCALARS or (kind is str and len(value) < _SHORT):
+        return value
+    if kind not in _SIZED and isinstance(value, Iterator):
+        return _counted(value, budget)
+    steps = _size(value)
+    if steps > 1 and all(value is not given for given in inputs):
+        budget.charge(steps)
+    return value
+
+
+def _growth(seq: Any, count: Any) -> int:
+    """How much ``seq * count`` adds to ``seq``, counted up to just over the size limit."""
+    if not isinstance(seq, (str, list, tuple)) or not isinstance(count, int):
+        return 0
+    unit = len(seq) if isinstance(seq, str) else _walk(seq, MAX_VALUE_SIZE + 1, len) - 1
+    return unit * max(count - 1, 0)
+
+
+def _too_large(what: str) -> SecurityError:
+    """*what* ("'*' would add") exceeds the size limit."""
+    return SecurityError(f"size limit: {what} more than {MAX_VALUE_SIZE} items or characters")
+
+
+# ---------------------------------------------------------------- the sandbox
+
 # Methods a template may call on plain values; everything else is refused
-# (padding and formatting methods can allocate gigabytes from one short call).
+# (padding and formatting methods can allocate gigabytes from one short call,
+# class methods such as dict.fromkeys build values of any size).
 _SAFE_METHODS: dict[type, frozenset[str]] = {
     str: frozenset({"lower", "upper", "strip", "lstrip", "rstrip", "startswith", "endswith",
                     "split", "rsplit", "splitlines", "title", "capitalize", "casefold", "find",
@@ -112,52 +305,133 @@ _SAFE_METHODS: dict[type, frozenset[str]] = {
     list: frozenset({"index", "count"}),
     tuple: frozenset({"index", "count"}),
 }
-# Jinja's built-in filters a manifest may use (padding, wrapping and printf
-# formatting are left out for the same reason).
+# Jinja's built-in filters a manifest may use (padding, wrapping, batching and
+# printf formatting are left out for the same reason).
 _SAFE_FILTERS = frozenset({
     "abs", "attr", "capitalize", "count", "d", "default", "dictsort", "first", "float", "int",
     "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject",
     "rejectattr", "replace", "reverse", "round", "select", "selectattr", "sort", "string", "sum",
     "title", "tojson", "trim", "unique", "upper", "urlencode",
 })
+# What a filter's arguments cost before it runs: these look at one item (1
+# step); these iterate their input (a string by character); these pass over it
+# once; any other may stringify it whole (its deep size).
+_Cost = Callable[[Iterable[Any], _Budget], int]
+_FILTER_COSTS: dict[str, _Cost] = {
+    **dict.fromkeys(("abs", "attr", "count", "d", "default", "first", "last", "length",
+                     "round"), _one),
+    **dict.fromkeys(("dictsort", "group_turns", "items", "list", "map", "max", "min", "reject",
+                     "rejectattr", "select", "selectattr", "sort", "sum", "unique"), _items),
+    **dict.fromkeys(("as_object", "float", "fromjson", "int", "reverse"), _shallow),
+    "join": lambda values, budget: _items(values, budget) + _deep(values, budget),
+}
+# Jinja's tests that may scan their arguments (the others look at a type or a number).
+_SCANNING_TESTS = frozenset({"in", "==", "eq", "equalto", "!=", "ne", "<", "lt", "lessthan",
+                             "<=", "le", ">", "gt", "greaterthan", ">=", "ge", "lower",
+                             "upper"})
+# String methods that make one item per character or word.
+_SPLITTING = frozenset({"split", "rsplit", "splitlines"})
 MAX_EXPRESSION_NODES = 200
 MAX_TEMPLATE_CHARS = 8192
 
 
-def _weight(value: Any, limit: int = MAX_VALUE_SIZE + 1) -> int:
-    """Size of *value* written out (strings by length, containers deeply), up to *limit*.
-
-    A list can repeat one big string by reference: its length alone says nothing.
-    """
-    if isinstance(value, str):
-        return len(value)
-    if not isinstance(value, (list, tuple)):
-        return 1
-    total = len(value)
-    for item in value:
-        if total > limit:
-            break
-        total += _weight(item, limit - total)
-    return total
+def _metered(fn: Callable[..., Any], cost: _Cost) -> Callable[..., Any]:
+    """*fn* (a filter or test), charging its arguments by *cost* and its result by size."""
+    @functools.wraps(fn)  # keeps Jinja's pass_context/pass_environment marks
+    def run(*args: Any, **kwargs: Any) -> Any:
+        budget = _BUDGET.get()
+        if budget is None:  # Jinja folding constants at compile time
+            return fn(*args, **kwargs)
+        budget.charge(cost(args, budget) + (cost(kwargs.values(), budget) if kwargs else 0))
+        return _made(fn(*args, **kwargs), budget, args)
+    return run
 
 
-def _made(value: Any) -> Any:
-    """Charge a value the template manufactured (not passed in) to the work budget."""
-    if isinstance(value, (str, list, tuple)):
-        _charge(_BUDGET.get(), _weight(value) // 64)
-    return value
+def _metered_test(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """*fn* (a test that may scan its arguments), charging their sizes."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.charge(_shallow(args, budget) + _shallow(kwargs.values(), budget))
+        return fn(*args, **kwargs)
+    return run
 
 
-def _sized(value: Any, what: str) -> Any:
-    if isinstance(value, (str, list, tuple)) and len(value) > MAX_VALUE_SIZE:
-        raise SecurityError(f"{what} would build a value that is too large")
+def _owner_name(owner: Any) -> str:
+    return owner.__name__ if isinstance(owner, type) else type(owner).__name__
+
+
+def _check_call(obj: Any, args: tuple[Any, ...]) -> None:
+    """Refuse a bound method unless it is a listed method of a plain value."""
+    owner = getattr(obj, "__self__", None)
+    if owner is None:
+        return
+    name = getattr(obj, "__name__", "")
+    if isinstance(owner, type) or name not in _SAFE_METHODS.get(type(owner), frozenset()):
+        raise SecurityError(f"calling {_owner_name(owner)}.{name}() is not allowed")
+    if name == "replace" and isinstance(owner, str) and len(args) >= 2:
+        _check_replace(owner, str(args[0]), str(args[1]))
+
+
+_Frame = jinja2.compiler.Frame
+
+
+class _CodeGenerator(jinja2.compiler.CodeGenerator):
+    """Jinja's code generator, with ``~``, comparisons and slices routed through the
+    sandbox (which charges them) instead of compiled to bare Python operators."""
+
+    def visit_Concat(self, node: jinja2.nodes.Concat, frame: _Frame) -> None:
+        self.write("environment.sandbox_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+    def visit_Compare(self, node: jinja2.nodes.Compare, frame: _Frame) -> None:
+        self.write("environment.sandbox_compare(")
+        self.visit(node.expr, frame)
+        for operand in node.ops:
+            self.write(f", {operand.op!r}, ")
+            self.visit(operand.expr, frame)
+        self.write(")")
+
+    def visit_Getitem(self, node: jinja2.nodes.Getitem, frame: _Frame) -> None:
+        if not isinstance(node.arg, jinja2.nodes.Slice):
+            super().visit_Getitem(node, frame)
+            return
+        self.write("environment.sandbox_slice(")
+        self.visit(node.node, frame)
+        self.write(", ")
+        for part in (node.arg.start, node.arg.stop, node.arg.step):
+            if part is None:
+                self.write("None")
+            else:
+                self.visit(part, frame)
+            self.write(", ")
+        self.write(")")
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gteq": operator.ge,
+    "lt": operator.lt, "lteq": operator.le,
+    "in": lambda item, seq: item in seq, "notin": lambda item, seq: item not in seq,
+}
+
+
+def _finalize(value: Any) -> Any:
+    """Charge a value a text template is about to stringify into its output."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.charge(_walk(value, max(budget.left, 0), _size))
     return value
 
 
 class _Env(ImmutableSandboxedEnvironment):
-    """The sandbox, with operations that cannot build unbounded values."""
+    """The sandbox: operations are charged to the budget and cannot amplify values."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _CodeGenerator
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """``str.format`` can pad to any width: refused outright."""
@@ -171,54 +445,71 @@ class _Env(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
         if op == "**":
-            if not (isinstance(left, (int, float)) and isinstance(right, (int, float))):
-                raise SecurityError("'**' is only allowed on numbers")
-            if abs(right) > 64 or abs(left) > 2**32:
-                raise SecurityError("'**' operands are too large")
-            return left**right
+            return _power(left, right)
         if op == "%":
             if isinstance(left, str):
                 raise SecurityError("'%' string formatting is not allowed in manifests")
             return operator.mod(left, right)
         if op == "*":
-            for seq, count in ((left, right), (right, left)):
-                if (isinstance(seq, (str, list, tuple)) and isinstance(count, int)
-                        and _weight(seq) * max(count, 0) > MAX_VALUE_SIZE):
-                    raise SecurityError("'*' would build a value that is too large")
-            return _made(operator.mul(left, right))
-        result = operator.add(left, right)
-        if _weight(result) > MAX_VALUE_SIZE:
-            raise SecurityError("'+' would build a value that is too large")
-        return _made(result)
+            if max(_growth(left, right), _growth(right, left)) > MAX_VALUE_SIZE:
+                raise _too_large("'*' would add")
+            return _made(operator.mul(left, right), _BUDGET.get())
+        _charge(_size(left) + _size(right))
+        return operator.add(left, right)
+
+    def sandbox_concat(self, values: tuple[Any, ...]) -> str:
+        """``a ~ b``: operands are charged before they are stringified and joined."""
+        for value in values:
+            _finalize(value)
+        return "".join([str(value) for value in values])
+
+    def sandbox_compare(self, left: Any, *chain: Any) -> Any:
+        """``a < b < c``, ``a in b``: each comparison is charged its operands' sizes."""
+        result: Any = True
+        for op, right in zip(chain[::2], chain[1::2], strict=True):
+            _charge(_size(left) + _size(right))
+            result = _COMPARE[op](left, right)
+            if not result:
+                return result
+            left = right
+        return result
+
+    def sandbox_slice(self, value: Any, start: Any, stop: Any, step: Any) -> Any:
+        """``value[a:b]``: the copy is charged."""
+        return _made(value[start:stop:step], _BUDGET.get(), (value,))
 
     def call(__self, __context: Any, __obj: Any, *args: Any,
              **kwargs: Any) -> Any:
+        _check_call(__obj, args)
         owner = getattr(__obj, "__self__", None)
-        name = getattr(__obj, "__name__", "")
-        if isinstance(owner, _PLAIN_TYPES):
-            if name not in _SAFE_METHODS.get(type(owner), frozenset()):
-                raise SecurityError(f"calling {type(owner).__name__}.{name}() is not allowed")
-            if name == "replace" and isinstance(owner, str) and len(args) >= 2:
-                _check_replace(owner, str(args[0]), str(args[1]))
-        return _sized(super().call(__context, __obj, *args, **kwargs), f"{name}()")
+        inputs = (owner, *args, *kwargs.values())
+        budget = _BUDGET.get()
+        if budget is not None:
+            splits = isinstance(owner, str) and getattr(__obj, "__name__", "") in _SPLITTING
+            budget.charge(_shallow(inputs, budget) + (len(str(owner)) if splits else 0))
+        return _made(super().call(__context, __obj, *args, **kwargs), budget, inputs)
 
 
-_PLAIN_TYPES = (str, bytes, int, float, bool, complex, list, tuple, dict, set, frozenset)
+def _power(left: Any, right: Any) -> Any:
+    if not (isinstance(left, (int, float)) and isinstance(right, (int, float))):
+        raise SecurityError("'**' is only allowed on numbers")
+    if abs(right) > 64 or abs(left) > 2**32:
+        raise SecurityError("size limit: '**' operands are too large")
+    return left**right
 
 
 def _check_replace(text: str, old: str, new: str) -> None:
     grows = text.count(old) if old else len(text) + 1
-    if len(text) + grows * max(len(new) - len(old), 0) > MAX_VALUE_SIZE:
-        raise SecurityError("replace would build a value that is too large")
+    if grows * max(len(new) - len(old), 0) > MAX_VALUE_SIZE:
+        raise _too_large("replace would add")
 
 
 def _join(value: Any, sep: str = "", attribute: Any = None) -> str:
-    items = [str(v) for v in value] if attribute is None else None
-    if items is None:
+    if attribute is not None:
         raise SecurityError("join(attribute=...) is not allowed in manifests")
-    size = sum(len(i) for i in items) + len(sep) * max(len(items) - 1, 0)
-    if size > MAX_VALUE_SIZE:
-        raise SecurityError("join would build a value that is too large")
+    items = [str(v) for v in value]
+    if len(sep) * max(len(items) - 1, 0) > MAX_VALUE_SIZE:
+        raise _too_large("join's separators would add")
     return sep.join(items)
 
 
@@ -226,6 +517,23 @@ def _replace(value: Any, old: str, new: str, count: int | None = None) -> str:
     text = str(value)
     _check_replace(text, old, new)
     return text.replace(old, new) if count is None else text.replace(old, new, count)
+
+
+def _range(*args: int) -> range:
+    """``range``, at most :data:`MAX_VALUE_SIZE` long (it is charged by its length)."""
+    numbers = range(*args)
+    if len(numbers) > MAX_VALUE_SIZE:
+        raise _too_large("range() would make")
+    return numbers
+
+
+@jinja2.pass_environment
+def _sum(environment: jinja2.Environment, value: Any, attribute: Any = None,
+         start: Any = 0) -> Any:
+    """Jinja's ``sum``, for numbers only (adding lists one by one is quadratic)."""
+    if isinstance(start, bool) or not isinstance(start, (int, float)):
+        raise SecurityError("sum() adds numbers only")
+    return jinja2.filters.sync_do_sum(environment, value, attribute, start)
 
 
 def _json_filter(value: Any) -> str:
@@ -283,6 +591,9 @@ def _group_turns(messages: Iterable[Mapping[str, Any]],
 
 
 _FILTERS: dict[str, Callable[..., Any]] = {
+    "join": _join,
+    "replace": _replace,
+    "sum": _sum,
     "json": _json_filter,
     "fromjson": _fromjson,
     "as_object": _as_object,
@@ -292,26 +603,26 @@ _FILTERS: dict[str, Callable[..., Any]] = {
 
 
 def environment() -> jinja2.Environment:
-    """A new sandboxed environment with the engine's filters."""
-    env = _Env(undefined=jinja2.StrictUndefined, autoescape=False)
-    for name in [n for n in env.filters if n not in _SAFE_FILTERS]:
-        del env.filters[name]
-    env.filters.update({"join": _join, "replace": _replace})
-    env.filters.update(_FILTERS)
-    # Globals that could reach outside the data are removed.
+    """A new sandboxed environment with the engine's filters, every one metered."""
+    env = _Env(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_finalize)
+    filters = {n: f for n, f in env.filters.items() if n in _SAFE_FILTERS}
+    filters.update(_FILTERS)
+    env.filters = {name: _metered(fn, _FILTER_COSTS.get(name, _deep))
+                   for name, fn in filters.items()}
+    tests = cast(dict[str, Callable[..., Any]], env.tests)
+    env.tests = {name: _metered_test(fn) if name in _SCANNING_TESTS else fn
+                 for name, fn in tests.items()}
+    # Globals that could reach outside the data, or build values unmetered, are removed.
     for name in ("cycler", "joiner", "namespace", "lipsum"):
         env.globals.pop(name, None)
     env.globals["null"] = JSON_NULL
+    env.globals["range"] = _range
     return env
 
 
 _ENV = environment()
 
 
-# Work one render may do: $each iterations plus values converted to JSON data.
-MAX_WORK = 250_000
-_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("budget",
-                                                                           default=None)
 # Whether the render in progress produced a JSON null (then it is converted at the end).
 _NULLS: contextvars.ContextVar[bool] = contextvars.ContextVar("nulls", default=False)
 # The role table of the manifest being compiled, for $message nodes.
@@ -319,16 +630,12 @@ _ROLES: contextvars.ContextVar[Mapping[str, Node] | None] = contextvars.ContextV
     "roles", default=None)
 
 
-def _charge(budget: list[int] | None, units: int) -> None:
-    if budget is not None:
-        budget[0] -= units
-        if budget[0] < 0:
-            raise TemplateError(f"the template does too much work (over {MAX_WORK} steps)")
+def _plain(value: Any, budget: _Budget | None = None) -> Any:
+    """Convert a rendered value to plain JSON data, or raise TemplateError.
 
-
-def _plain(value: Any, budget: list[int] | None = None) -> Any:
-    """Convert a rendered value to plain JSON data, or raise TemplateError."""
-    _charge(budget, 1)
+    Containers are charged their length to *budget*, and long strings each
+    time they repeat.
+    """
     if value is None or isinstance(value, (bool, int)):
         return value
     if value is JSON_NULL:
@@ -339,10 +646,14 @@ def _plain(value: Any, budget: list[int] | None = None) -> Any:
             raise TemplateError("a template produced a non-finite number")
         return value
     if isinstance(value, str):
+        if budget is not None and len(value) >= ALIAS_MIN:
+            budget.output(value)
         return str(value)
     if isinstance(value, jinja2.Undefined):
         raise TemplateError(f"undefined value: {value._undefined_message}")
     if isinstance(value, Mapping):
+        if budget is not None:
+            budget.charge(1 + len(value))
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
@@ -350,7 +661,8 @@ def _plain(value: Any, budget: list[int] | None = None) -> Any:
             out[str(key)] = _plain(item, budget)
         return out
     if isinstance(value, (list, tuple)):
-        _charge(budget, len(value))
+        if budget is not None:
+            budget.charge(1 + len(value))
         return [_plain(item, budget) for item in value]
     raise TemplateError(f"a template produced a {type(value).__name__}, which is not JSON data")
 
@@ -393,6 +705,7 @@ class _Map(Node):
     items: tuple[tuple[str, Node], ...]
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
+        _charge(1 + len(self.items))
         out: dict[str, Any] = {}
         for key, node in self.items:
             value = _at(key, node, ctx)
@@ -407,6 +720,7 @@ class _List(Node):
     items: tuple[Node, ...]
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
+        _charge(1 + len(self.items))
         out = []
         for index, node in enumerate(self.items):
             value = _at(index, node, ctx)
@@ -428,9 +742,11 @@ class _Each(Node):
             return None
         if isinstance(items, (str, Mapping)) or not isinstance(items, list):
             raise TemplateError(f"$each needs a list, got {type(items).__name__}")
-        _charge(_BUDGET.get(), len(items))
+        budget = _BUDGET.get()
         out: list[Any] = []
         for item in items:
+            if budget is not None:
+                budget.charge(1)
             value = self.body.render({**ctx, self.name: item})
             if value is None:
                 continue
@@ -509,9 +825,22 @@ def _at(where: Any, node: Node, ctx: Mapping[str, Any]) -> Any:
 
 
 def _guard(source: str, fn: Callable[[], Any]) -> Any:
+    """Run a Jinja evaluation within the render's budget (its own if there is none)."""
+    if _BUDGET.get() is not None:
+        return _evaluate(source, fn)
+    token = _BUDGET.set(_Budget())
+    try:
+        return _evaluate(source, fn)
+    finally:
+        _BUDGET.reset(token)
+
+
+def _evaluate(source: str, fn: Callable[[], Any]) -> Any:
     """Run a Jinja evaluation and turn every failure into a TemplateError."""
     try:
         return fn()
+    except _LimitError as exc:
+        raise TemplateError(f"{exc} in {source!r}") from None
     except TemplateError:
         raise
     except SecurityError as exc:
@@ -653,12 +982,15 @@ def _nulls_to_none(value: Any) -> Any:
 
 
 def render_checked(node: Node, ctx: Mapping[str, Any], what: str, provider: str) -> Any:
-    """Render within a work budget; turn a TemplateError into a ManifestError naming where."""
-    token = _BUDGET.set([MAX_WORK])
+    """Render within a budget; turn a TemplateError into a ManifestError naming where."""
+    token = _BUDGET.set(_Budget())
     nulls = _NULLS.set(False)
     try:
         value = node.render(ctx)
         return _nulls_to_none(value) if _NULLS.get() else value
+    except RecursionError:
+        raise ManifestError(f"{what}: a value nested too deeply", provider=provider,
+                            key=tuple(what.split(".")), detail="nested too deeply") from None
     except TemplateError as exc:
         key = (*what.split("."), *exc.path)
         where = ".".join(str(p) for p in key)
