@@ -365,3 +365,44 @@ CREATE_ARGS = ["api_key", "base_url", "max_retries", "timeout", "http_client", "
 def test_create_raises_only_engine_errors(model: Any, kwargs: dict[str, Any]) -> None:
     with contextlib.suppress(EngineError):
         SyncAiClient.create(model, **kwargs).close()
+
+
+# ---------------------------------------------------------------- base URL from the environment
+
+def test_base_url_from_the_manifests_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    with ReplayServer(lambda request: ScriptedResponse.json(ANSWER)) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/proxy/v1")
+        with SyncAiClient.create(MODEL, api_key=KEY) as client:
+            assert client.chat().user("hi").execute().content == "hi"
+        with SyncAiClient.create(MODEL, api_key=KEY, base_url=server.url + "/v1") as client:
+            client.chat().user("hi").execute()  # an explicit base_url wins
+        assert [r.url_path for r in server.requests] == ["/proxy/v1/chat/completions",
+                                                          "/v1/chat/completions"]
+    monkeypatch.setenv("OPENAI_BASE_URL", "not a url")
+    invalid(lambda: SyncAiClient.create(MODEL, api_key=KEY), "$OPENAI_BASE_URL")
+
+
+def test_a_child_with_its_own_host_inherits_no_key_variable(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``extends: openai`` with another base_url must not send $OPENAI_API_KEY there."""
+    (tmp_path / "elsewhere.yaml").write_text(
+        "manifest: 1\nid: elsewhere\nextends: openai\nbase_url: https://llm.example.test/v1\n")
+    monkeypatch.setenv("AI_PROTOCOL_PATH", str(tmp_path))
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    with pytest.raises(EngineError) as caught:
+        SyncAiClient.create("elsewhere/m")
+    assert caught.value.problems == [  # type: ignore[attr-defined]
+        f"{tmp_path / 'elsewhere.yaml'}:4: base_url: a manifest with its own base_url inherits "
+        "no auth.env (a key variable belongs to its host): name this provider's own key "
+        "variable in auth.env"]
+    (tmp_path / "elsewhere.yaml").write_text(
+        "manifest: 1\nid: elsewhere\nextends: openai\nbase_url: https://llm.example.test/v1\n"
+        "auth: {scheme: bearer, env: [ELSEWHERE_API_KEY]}\n")
+    client = SyncAiClient.create("elsewhere/m")
+    assert client.manifest.auth.env == ("ELSEWHERE_API_KEY",)
+    assert client.manifest.base_url_env == ()
+    assert client._chain.primary.base_url is None  # not $OPENAI_BASE_URL
+    with pytest.raises(EngineError, match="no API key for elsewhere") as missing:
+        client.chat().user("hi").execute()
+    assert missing.value.kind == "authentication"

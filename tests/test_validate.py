@@ -176,6 +176,8 @@ def test_extends_merges_and_child_problems_point_at_child(tmp_path):
         chat:
           response:
             content: "bad[?"
+        auth:
+          env: [CHILD_API_KEY]
         """)
     found = problems(child)
     assert found == [f"{child}:7: chat.response.content: invalid JMESPath 'bad[?': "

@@ -224,6 +224,7 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         name=data.get("name", data["id"]),
         source=str(report.chain[0].path) if report.chain else "",
         base_url=data["base_url"].rstrip("/"),
+        base_url_env=tuple(data.get("base_url_env") or ()),
         headers=c.tree(data["headers"], ("headers",)) if data.get("headers") else None,
         auth=auth,
         chat=spec,
@@ -252,6 +253,11 @@ def _stream_errors(caps: Mapping[str, Any], stream: StreamSpec | None,
     return has_rule if declared is None else bool(declared)
 
 
+def _own_host_child(report: Problems) -> bool:
+    """The manifest extends another and sets its own base_url (see source._origin_bound)."""
+    return len(report.chain) > 1 and "base_url" in report.chain[0].data
+
+
 def _auth(spec: Mapping[str, Any], report: Problems) -> AuthSpec:
     scheme = spec["scheme"]
     if scheme == "header" and not spec.get("header"):
@@ -259,7 +265,12 @@ def _auth(spec: Mapping[str, Any], report: Problems) -> AuthSpec:
     if scheme == "query" and not spec.get("param"):
         report.add(("auth", "scheme"), "scheme 'query' needs auth.param")
     if scheme != "none" and not spec.get("env"):
-        report.add(("auth",), "auth.env must list at least one environment variable")
+        if _own_host_child(report):
+            report.add_in(0, ("base_url",), "a manifest with its own base_url inherits no "
+                          "auth.env (a key variable belongs to its host): name this "
+                          "provider's own key variable in auth.env")
+        else:
+            report.add(("auth",), "auth.env must list at least one environment variable")
     for name, allowed in (("header", {"header"}), ("param", {"query"}),
                           ("prefix", {"header"})):
         if name in spec and scheme not in allowed:

@@ -198,6 +198,8 @@ class Manifest:
     tools: bool = True
     stream: bool = True
     tool_choice_modes: frozenset[str] = TOOL_CHOICE_MODES
+    # Environment variables naming a base URL, used (first set wins) when none is passed.
+    base_url_env: tuple[str, ...] = ()
     stream_errors: bool = True
 
     def model_info(self, model: str) -> dict[str, Any]:

@@ -147,6 +147,8 @@ SCHEMA: dict[str, Any] = {
     "name": {"type": "string"},
     "extends": {"type": "string", "empty": False},
     "base_url": {"type": "string", "regex": r"^https?://.+", "required": True},
+    "base_url_env": {"type": "list", "schema": {"type": "string",
+                                                "regex": r"^[A-Za-z_][A-Za-z0-9_]*$"}},
     "headers": {"type": "dict", "valuesrules": {"type": "string"}},
     "auth": {
         "type": "dict",

@@ -69,7 +69,22 @@ def resolve(path: FsPath, dirs: list[FsPath] | None = None) -> tuple[dict[str, A
     merged: dict[str, Any] = {}
     for doc in reversed(chain):
         body = {k: v for k, v in doc.data.items() if k != "extends"}
-        merged = deep_merge(merged, body)
+        merged = deep_merge(_origin_bound(merged, body), body)
     return merged, chain
+
+
+def _origin_bound(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """The parent without what is bound to its origin, when the child names its own.
+
+    A key variable (``auth.env``) and a base-URL variable (``base_url_env``)
+    belong to the parent's server: a child that sets ``base_url`` inherits
+    neither, so a user's key for one provider is never sent to another's host.
+    """
+    if "base_url" not in child:
+        return parent
+    out = {k: v for k, v in parent.items() if k != "base_url_env"}
+    if isinstance(out.get("auth"), dict):
+        out["auth"] = {k: v for k, v in out["auth"].items() if k != "env"}
+    return out
 
 

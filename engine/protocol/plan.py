@@ -174,6 +174,15 @@ def _pick(value: PerModel, model_id: str, provider: str) -> str | None:
     return value.get(model_id) or value.get(provider)
 
 
+def _env_base_url(manifest: Manifest) -> str | None:
+    """The base URL from the first set variable the manifest names (``base_url_env``)."""
+    for name in manifest.base_url_env:
+        value = os.environ.get(name)
+        if value:
+            return inputs.base_url(value, f"${name}")
+    return None
+
+
 class Target:
     """One ``provider/model`` with its manifest, key and policy: everything but I/O."""
 
@@ -189,7 +198,7 @@ class Target:
             key, where = (os.environ[name], f"${name}") if name else (None, "")
         register_secret(key)  # before the check: a refused key must not reach any text
         self._api_key = inputs.api_key(key, where)
-        self.base_url = _pick(base_url, model_id, self.provider)
+        self.base_url = _pick(base_url, model_id, self.provider) or _env_base_url(manifest)
         self.policy = (retry or manifest.retry).with_overrides(max_retries=max_retries)
         self.clock = clock
         self._rules: FrameRules | None = None
