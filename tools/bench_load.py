@@ -14,6 +14,11 @@ one socket write per event). Then:
    the concatenated deltas and ``stream.response.content``).
 2. ``--calls`` (default 10,000) sequential non-stream calls on one client:
    tracemalloc current and RSS at the start, after 1,000 and at the end.
+3. ``--burst`` (default 1,000) concurrent plain calls, then as many concurrent
+   streams, on one *default* client (``AiClient.create(..., timeout=10)``, no
+   ``http_client``): wall time and failures, beside raw ``httpx.AsyncClient()``
+   with its defaults posting the same requests at once (it has no in-flight
+   cap: its failures are the pool timeouts the engine's cap avoids).
 
     .venv/bin/python tools/bench_load.py [--streams 1000] [--calls 10000]
 
@@ -180,6 +185,32 @@ async def calls_phase(url: str, count: int) -> tuple[float, list[tuple[str, int,
     return wall, marks
 
 
+async def burst_phase(url: str, count: int) -> list[tuple[str, float, int]]:
+    """*count* concurrent calls and streams on a default client, and raw httpx's calls."""
+    out: list[tuple[str, float, int]] = []
+    async with await AiClient.create(f"openai/{MODEL}", api_key="sk-bench",
+                                     base_url=f"{url}/v1", timeout=10) as client:
+        await client.chat().user("burst-warm").execute()
+        for label, work in (("engine, plain calls", lambda n: client.chat().user(
+                f"burst-{n}").execute()), ("engine, streams", lambda n: one_stream(client, n))):
+            started = time.perf_counter()
+            results = await asyncio.gather(*(work(n) for n in range(count)),
+                                           return_exceptions=True)
+            failed = sum(isinstance(r, BaseException) for r in results)
+            out.append((label, time.perf_counter() - started, failed))
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "raw"}]})
+    async with httpx.AsyncClient(timeout=10) as raw:
+        async def post(n: int) -> None:
+            response = await raw.post(f"{url}/v1/chat/completions", content=body,
+                                      headers={"content-type": "application/json"})
+            response.raise_for_status()
+        started = time.perf_counter()
+        results = await asyncio.gather(*(post(n) for n in range(count)), return_exceptions=True)
+        failed = sum(isinstance(r, BaseException) for r in results)
+        out.append(("raw httpx defaults, plain calls", time.perf_counter() - started, failed))
+    return out
+
+
 def start_server() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
@@ -195,6 +226,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=10000)
+    parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -210,6 +242,7 @@ def main() -> int:
         tracemalloc.reset_peak()
         calls_wall, marks = asyncio.run(calls_phase(url, args.calls))
         tracemalloc.stop()
+        burst = asyncio.run(burst_phase(url, args.burst))
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -240,9 +273,13 @@ def main() -> int:
               f"RSS {(last[2] - mid[2]) / 1024:+.1f} MiB")
     print(f"  growth start -> end: tracemalloc {(last[1] - first[1]) / 1024:+.1f} KiB, "
           f"RSS {(last[2] - first[2]) / 1024:+.1f} MiB")
+    print(f"\n{args.burst:,} concurrent requests on one default client (timeout=10)")
+    for label, seconds, failed in burst:
+        print(f"  {label:<32} {seconds:>7.2f} s  {failed:>5,} failed")
     for problem in (problems + traced_problems)[:10]:
         print(f"PROBLEM {problem}")
-    return 1 if problems or traced_problems else 0
+    engine_failed = sum(failed for label, _, failed in burst if label.startswith("engine"))
+    return 1 if problems or traced_problems or engine_failed else 0
 
 
 if __name__ == "__main__":

@@ -430,6 +430,7 @@ class ReplayServer:
         self._requests: list[RecordedRequest] = []
         self._queue: collections.deque[ScriptedResponse] = collections.deque()
         self._connections_opened = 0
+        self._peak_connections = 0
         self._disconnects = 0
         self._listener: socket.socket | None = None
         self._port: int | None = None
@@ -538,6 +539,12 @@ class ReplayServer:
             return self._connections_opened
 
     @property
+    def peak_connections(self) -> int:
+        """The most connections that were open at the same time."""
+        with self._cond:
+            return self._peak_connections
+
+    @property
     def disconnects(self) -> int:
         with self._cond:
             return self._disconnects
@@ -558,6 +565,7 @@ class ReplayServer:
             self._requests.clear()
             self._queue.clear()
             self._connections_opened = 0
+            self._peak_connections = len(self._sockets)
             self._disconnects = 0
 
     # -- accepting -------------------------------------------------------------------------
@@ -590,6 +598,7 @@ class ReplayServer:
         with self._cond:
             self._connections_opened += 1
             self._sockets.add(sock)
+            self._peak_connections = max(self._peak_connections, len(self._sockets))
             self._threads = {t for t in self._threads if t.is_alive()}
             thread = threading.Thread(
                 target=self._serve,
