@@ -151,6 +151,7 @@ class BodyDecoder:
 
     def __init__(self, content_encoding: str | None) -> None:
         self._codec = _codec(content_encoding)
+        self.identity = isinstance(self._codec, _Identity)
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         return self._codec.run(data)

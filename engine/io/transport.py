@@ -252,6 +252,9 @@ class _Body:
     def __init__(self, response: httpx.Response) -> None:
         coding = None if _preread(response) else response.headers.get("content-encoding")
         self.decoder = BodyDecoder(coding)
+        # Network reads of an uncoded body are already bounded (the HTTP stack reads at
+        # most 64 KiB at a time): they pass through as they are.
+        self.passthrough = not _preread(response) and self.decoder.identity
         self.pending: Iterator[bytes] = iter(())
         self.finished = False
 
@@ -296,6 +299,10 @@ class AsyncOpened:
 
     async def read(self) -> bytes:
         """The next decoded piece; ``b""`` at the end of the body."""
+        if self._body.passthrough:
+            while (raw := await self._next_raw()) == b"":
+                pass
+            return raw or b""
         while True:
             piece = self._body.next_piece()
             if piece:
@@ -459,6 +466,10 @@ class SyncOpened:
 
     def read(self) -> bytes:
         """The next decoded piece; ``b""`` at the end of the body."""
+        if self._body.passthrough:
+            while (raw := self._next_raw()) == b"":
+                pass
+            return raw or b""
         while True:
             piece = self._body.next_piece()
             if piece:
