@@ -1,13 +1,33 @@
 """The one error root of the library.
 
-Every exception the library raises is an :class:`EngineError` (or a subclass).
-Foreign exceptions (httpx, yaml, jinja2, jmespath, cerberus, json) are caught at
-the boundary where they can occur and re-raised as an ``EngineError`` whose
-``kind`` says what went wrong in provider-neutral terms::
+Every exception the library raises is an :class:`EngineError`, and precisely
+an instance of the class of its ``kind`` (``EngineError("rate_limited", ...)``
+builds a :class:`RateLimitError`), so both ``except RateLimitError:`` and
+``if error.kind == "rate_limited":`` work. Foreign exceptions (httpx, yaml,
+jinja2, jmespath, cerberus, json) are caught at the boundary where they can
+occur and re-raised as the ``EngineError`` of the kind that says what went
+wrong in provider-neutral terms::
 
     EngineError
-     ├── ManifestError        a manifest is missing, malformed or fails to render
-     └── (all other errors)   kind in KINDS, e.g. "rate_limited", "timeout"
+     ├── InvalidRequestError          invalid_request
+     │    └── ManifestError           a manifest is missing, malformed or fails to render
+     ├── AuthenticationError          authentication
+     ├── PermissionDeniedError        permission_denied
+     ├── NotFoundError                not_found
+     ├── ContextLengthExceededError   context_length_exceeded
+     ├── RateLimitError               rate_limited
+     ├── QuotaExhaustedError          quota_exhausted
+     ├── ContentFilteredError         content_filtered
+     ├── OverloadedError              overloaded
+     ├── ServerError                  server_error
+     ├── RequestTimeoutError          timeout
+     ├── APIConnectionError           connection
+     ├── IncompleteStreamError        incomplete_stream
+     ├── MalformedResponseError       malformed_response
+     └── RequestCancelledError        cancelled
+
+(The timeout and connection classes are named so that a star-import does not
+shadow the builtins ``TimeoutError`` and ``ConnectionError``.)
 
 An error never carries the API key: :func:`redact` scrubs every registered
 secret from messages before they are stored.
@@ -48,10 +68,26 @@ DEFAULT_RETRYABLE: frozenset[str] = frozenset(
 
 __all__ = [
     "DEFAULT_RETRYABLE",
+    "ERROR_CLASSES",
     "KINDS",
+    "APIConnectionError",
+    "AuthenticationError",
+    "ContentFilteredError",
+    "ContextLengthExceededError",
     "EngineError",
     "ErrorKind",
+    "IncompleteStreamError",
+    "InvalidRequestError",
+    "MalformedResponseError",
     "ManifestError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "RequestCancelledError",
+    "RequestTimeoutError",
+    "ServerError",
     "excerpt",
     "redact",
     "register_secret",
@@ -141,6 +177,13 @@ class EngineError(Exception):
         partial: for ``incomplete_stream``, the response accumulated so far.
     """
 
+    kind_of_class: str | None = None  # the kind every instance of a kind's class has
+
+    def __new__(cls, kind: Any = None, *args: Any, **kwargs: Any) -> EngineError:
+        # EngineError(kind, ...) builds the class of that kind; a subclass builds itself.
+        target = ERROR_CLASSES.get(kind, cls) if cls is EngineError else cls
+        return super().__new__(target)
+
     def __init__(
         self,
         kind: ErrorKind,
@@ -155,6 +198,9 @@ class EngineError(Exception):
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown error kind {kind!r}")
+        if self.kind_of_class is not None and kind != self.kind_of_class:
+            raise ValueError(f"{type(self).__name__} has kind {self.kind_of_class!r}, "
+                             f"not {kind!r}")
         self.kind: ErrorKind = kind
         self.message = redact(message)
         self.status = status
@@ -198,7 +244,106 @@ def _rebuild(cls: type[EngineError], state: dict[str, Any]) -> EngineError:
     return error
 
 
-class ManifestError(EngineError):
+class InvalidRequestError(EngineError):
+    """The request cannot succeed as it is (never retried)."""
+
+    kind_of_class = "invalid_request"
+
+
+class AuthenticationError(EngineError):
+    """The key is missing, wrong or expired."""
+
+    kind_of_class = "authentication"
+
+
+class PermissionDeniedError(EngineError):
+    """The key may not do this (model, region, feature)."""
+
+    kind_of_class = "permission_denied"
+
+
+class NotFoundError(EngineError):
+    """No such model or endpoint."""
+
+    kind_of_class = "not_found"
+
+
+class ContextLengthExceededError(EngineError):
+    """The prompt does not fit the model's context window."""
+
+    kind_of_class = "context_length_exceeded"
+
+
+class RateLimitError(EngineError):
+    """Too many requests or tokens for now; retried by default."""
+
+    kind_of_class = "rate_limited"
+
+
+class QuotaExhaustedError(EngineError):
+    """Credit or quota is used up; waiting does not help."""
+
+    kind_of_class = "quota_exhausted"
+
+
+class ContentFilteredError(EngineError):
+    """The provider's safety system refused the request."""
+
+    kind_of_class = "content_filtered"
+
+
+class OverloadedError(EngineError):
+    """The provider is overloaded; retried by default."""
+
+    kind_of_class = "overloaded"
+
+
+class ServerError(EngineError):
+    """The provider failed (5xx); retried by default."""
+
+    kind_of_class = "server_error"
+
+
+class RequestTimeoutError(EngineError):
+    """A time limit was hit (the message names which)."""
+
+    kind_of_class = "timeout"
+
+
+class APIConnectionError(EngineError):
+    """No HTTP answer: refused, reset, DNS, TLS."""
+
+    kind_of_class = "connection"
+
+
+class IncompleteStreamError(EngineError):
+    """The stream ended before its end; ``partial`` has what arrived."""
+
+    kind_of_class = "incomplete_stream"
+
+
+class MalformedResponseError(EngineError):
+    """The answer is not what the protocol says it is."""
+
+    kind_of_class = "malformed_response"
+
+
+class RequestCancelledError(EngineError):
+    """The request was cancelled."""
+
+    kind_of_class = "cancelled"
+
+
+ERROR_CLASSES: dict[str, type[EngineError]] = {
+    str(cls.kind_of_class): cls for cls in (
+        InvalidRequestError, AuthenticationError, PermissionDeniedError, NotFoundError,
+        ContextLengthExceededError, RateLimitError, QuotaExhaustedError, ContentFilteredError,
+        OverloadedError, ServerError, RequestTimeoutError, APIConnectionError,
+        IncompleteStreamError, MalformedResponseError, RequestCancelledError)
+}
+
+
+class ManifestError(InvalidRequestError):
     """A manifest could not be found, loaded, validated or rendered.
 
     ``problems`` lists every problem as ``file:line: key.path: message``.
