@@ -21,11 +21,13 @@ from . import inputs
 from .clock import Clock
 from .errors import EngineError
 from .events import StreamEvent
+from .hooks import HookSet
 from .io.drivers import call_async, call_sync, stream_async, stream_sync
 from .io.transport import AsyncHttpClient, AsyncTransport, SyncHttpClient, SyncTransport
 from .limits import DEFAULT_TIMEOUTS, Limits, Timeouts
 from .manifest.load import load_manifest
 from .manifest.model import Manifest
+from .otel import default_hook
 from .protocol.plan import Chain, PerModel, Target, call_plan, split_model, stream_plan
 from .protocol.render import normalize_tool_choice
 from .retry import RetryPolicy
@@ -309,8 +311,15 @@ class SyncChatStream(_StreamBase):
 
 # ---------------------------------------------------------------- clients
 
+def _hooks(hooks: Any) -> HookSet:
+    """The user's hooks, then OpenTelemetry's when it is installed and configured."""
+    found = HookSet(() if hooks is None else hooks)
+    tracing = default_hook()
+    return found.adding(tracing) if tracing is not None else found
+
+
 def _chain(model: Any, api_key: Any, base_url: Any, max_retries: Any, retry: Any,
-           clock: Any) -> Chain:
+           clock: Any, hooks: Any) -> Chain:
     """The checked chain of a ``create`` call (the one place its arguments are checked)."""
     models = inputs.model_ids(model)
     keys = inputs.per_model("api_key", api_key, inputs.api_key)
@@ -322,7 +331,7 @@ def _chain(model: Any, api_key: Any, base_url: Any, max_retries: Any, retry: Any
     if clock is not None and not isinstance(clock, Clock):
         raise inputs.invalid(f"clock must be a Clock, got {type(clock).__name__}")
     return Chain(models, load_manifest, api_key=keys, base_url=urls,
-                 max_retries=max_retries, retry=retry, clock=clock)
+                 max_retries=max_retries, retry=retry, clock=clock, hooks=_hooks(hooks))
 
 
 def _limits(limits: Any) -> Limits | None:
@@ -353,13 +362,16 @@ class AiClient:
                      timeout: float | Timeouts | None = DEFAULT_TIMEOUTS,
                      http_client: AsyncHttpClient | None = None,
                      retry: RetryPolicy | None = None, clock: Clock | None = None,
-                     limits: Limits | None = None) -> AiClient:
+                     limits: Limits | None = None,
+                     hooks: Sequence[Any] | None = None) -> AiClient:
         """``api_key`` and ``base_url`` may map a provider or model id to its value.
 
         ``timeout``: seconds for every phase, a :class:`Timeouts`, or None for
         no limit; the default waits 5 s to connect and 600 s for data.
+        ``hooks``: objects with ``on_request`` / ``on_response`` / ``on_error``
+        (:mod:`engine.hooks`), called for every attempt.
         """
-        chain = _chain(model, api_key, base_url, max_retries, retry, clock)
+        chain = _chain(model, api_key, base_url, max_retries, retry, clock, hooks)
         return cls(chain, AsyncTransport(Timeouts.of(timeout), http_client, _limits(limits)))
 
     @property
@@ -413,8 +425,9 @@ class SyncAiClient:
                timeout: float | Timeouts | None = DEFAULT_TIMEOUTS,
                http_client: SyncHttpClient | None = None,
                retry: RetryPolicy | None = None, clock: Clock | None = None,
-               limits: Limits | None = None) -> SyncAiClient:
-        chain = _chain(model, api_key, base_url, max_retries, retry, clock)
+               limits: Limits | None = None,
+               hooks: Sequence[Any] | None = None) -> SyncAiClient:
+        chain = _chain(model, api_key, base_url, max_retries, retry, clock, hooks)
         return cls(chain, SyncTransport(Timeouts.of(timeout), http_client, _limits(limits)))
 
     @property

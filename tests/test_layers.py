@@ -33,7 +33,7 @@ import pytest
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
 TYPES = {"engine.errors", "engine.types", "engine.events", "engine.retry", "engine.clock",
-         "engine.inputs", "engine.limits"}
+         "engine.inputs", "engine.limits", "engine.hooks"}
 MODEL = {"engine.manifest.model", "engine.manifest.merge", "engine.manifest.paths",
          "engine.manifest.patterns", "engine.manifest.templates", "engine.manifest"}
 LOADING = {"engine.manifest.locate", "engine.manifest.source", "engine.manifest.yamlsrc",
@@ -41,7 +41,7 @@ LOADING = {"engine.manifest.locate", "engine.manifest.source", "engine.manifest.
            "engine.manifest.load"}
 PROTOCOL_PREFIX = "engine.protocol"
 IO_PREFIX = "engine.io"
-TOP = {"engine", "engine.client", "engine.validate"}
+TOP = {"engine", "engine.client", "engine.validate", "engine.otel"}
 TOOLS_PREFIX = "engine.conformance"
 
 
@@ -84,6 +84,7 @@ OWNERS = {
     "jinja2": {"engine.manifest.templates"},
     "jmespath": {"engine.manifest.paths"},
     "regex": {"engine.manifest.patterns"},
+    "opentelemetry": {"engine.otel"},
 }
 # Third-party packages the tools layer may use besides (fixtures and demo data are YAML,
 # checked with a cerberus schema).

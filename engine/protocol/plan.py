@@ -44,6 +44,7 @@ from .. import inputs
 from ..clock import Clock
 from ..errors import EngineError, excerpt, redact, register_secret
 from ..events import StreamEvent
+from ..hooks import CallInfo, HookSet
 from ..limits import Timeouts
 from ..manifest.model import Manifest
 from ..retry import RetryPolicy
@@ -290,8 +291,10 @@ class Chain:
 
     def __init__(self, models: str | Sequence[str], load: Callable[[str], Manifest], *,
                  api_key: PerModel, base_url: PerModel, max_retries: int | None,
-                 retry: RetryPolicy | None, clock: Clock | None) -> None:
+                 retry: RetryPolicy | None, clock: Clock | None,
+                 hooks: HookSet | None = None) -> None:
         ids = [models] if isinstance(models, str) else list(models)
+        self.hooks = hooks or HookSet()
         if not ids:
             raise EngineError("invalid_request", "no model given", retryable=False)
         self.clock = clock or Clock()
@@ -330,11 +333,12 @@ class _Progress:
         self.decoder: StreamDecoder | None = None
 
 
-Attempt = Callable[[int, Target], Generator[Step, Outcome, tuple[ChatResponse, float | None]]]
+Attempt = Callable[[int, Target, CallInfo | None],
+                   Generator[Step, Outcome, tuple[ChatResponse, float | None]]]
 
 
 def _walk(chain: Chain, policy_for: Callable[[Target], RetryPolicy], attempt_once: Attempt,
-          progress: _Progress) -> Plan:
+          progress: _Progress, request: ChatRequest, stream: bool) -> Plan:
     """Attempts over the chain: retry, fall back, or raise what must reach the user."""
     started = chain.clock.monotonic()
     spent = 0  # attempts on earlier models
@@ -342,24 +346,64 @@ def _walk(chain: Chain, policy_for: Callable[[Target], RetryPolicy], attempt_onc
         policy = policy_for(target)
         attempt = 0
         while True:
+            info = _info(chain, target, request, stream, spent + attempt + 1)
             try:
-                response, ttft = yield from attempt_once(index, target)
-                return response, target.stats(response, started, spent + attempt + 1, ttft)
+                response, ttft = yield from attempt_once(index, target, info)
+                stats = target.stats(response, started, spent + attempt + 1, ttft)
+                _answered(chain, info, response, stats)
+                return response, stats
             except EngineError as error:
                 error.attempts = spent + attempt + 1
                 if progress.delivered:
                     if error.partial is None and progress.decoder is not None:
                         error.partial = progress.decoder.response
+                    _failed(chain, info, error, False)
                     raise
                 delay = target.next_delay(error, attempt, policy)
                 if delay is None:
                     spent += attempt + 1
-                    if not chain.falls_back(error, index, policy):
+                    falls_back = chain.falls_back(error, index, policy)
+                    _failed(chain, info, error, falls_back)
+                    if not falls_back:
                         raise
                     break
+                _failed(chain, info, error, True)
             yield Sleep(delay)
             attempt += 1
     raise AssertionError("unreachable: the last model raises")  # pragma: no cover
+
+
+# ---------------------------------------------------------------- hooks
+
+def _info(chain: Chain, target: Target, request: ChatRequest, stream: bool,
+          attempt: int) -> CallInfo | None:
+    if not chain.hooks:
+        return None
+    return CallInfo("chat", target.provider, target.model, stream, attempt,
+                    dict(request.params), state={"started": chain.clock.monotonic()})
+
+
+def _sending(chain: Chain, info: CallInfo | None, prepared: PreparedRequest) -> None:
+    if info is not None:
+        info.request = prepared.describe()
+        chain.hooks.fire("on_request", info)
+
+
+def _answered(chain: Chain, info: CallInfo | None, response: ChatResponse,
+              stats: Stats) -> None:
+    if info is not None:
+        info.latency_ms = (chain.clock.monotonic() - info.state["started"]) * 1000.0
+        info.usage, info.finish_reason = response.usage, response.finish_reason
+        chain.hooks.fire("on_response", info)
+
+
+def _failed(chain: Chain, info: CallInfo | None, error: EngineError, will_retry: bool) -> None:
+    if info is not None:
+        info.latency_ms = (chain.clock.monotonic() - info.state["started"]) * 1000.0
+        info.error, info.will_retry = error, will_retry
+        if info.status is None:
+            info.status = error.status
+        chain.hooks.fire("on_error", info)
 
 
 def call_plan(chain: Chain, request: ChatRequest,
@@ -368,15 +412,18 @@ def call_plan(chain: Chain, request: ChatRequest,
     """The plan of one plain call; every model's request is rendered before anything is sent."""
     prepared = [target.prepare(request, stream=False) for target in chain.targets]
 
-    def once(index: int, target: Target) -> Generator[Step, Outcome,
-                                                       tuple[ChatResponse, float | None]]:
+    def once(index: int, target: Target, info: CallInfo | None
+             ) -> Generator[Step, Outcome, tuple[ChatResponse, float | None]]:
+        _sending(chain, info, prepared[index])
         outcome = yield Send(target, prepared[index], timeouts)
         if isinstance(outcome, EngineError):
             raise outcome
         assert isinstance(outcome, RawResponse)
+        if info is not None:
+            info.status = outcome.status
         return target.interpret(outcome), None
 
-    return _walk(chain, policy_for, once, _Progress())
+    return _walk(chain, policy_for, once, _Progress(), request, False)
 
 
 def stream_plan(chain: Chain, request: ChatRequest,
@@ -390,12 +437,15 @@ def stream_plan(chain: Chain, request: ChatRequest,
     prepared = [target.prepare(request, stream=True) for target in chain.targets]
     progress = _Progress()
 
-    def once(index: int, target: Target) -> Generator[Step, Outcome,
-                                                       tuple[ChatResponse, float | None]]:
+    def once(index: int, target: Target, info: CallInfo | None
+             ) -> Generator[Step, Outcome, tuple[ChatResponse, float | None]]:
+        _sending(chain, info, prepared[index])
         head = yield Open(target, prepared[index], timeouts)
         if isinstance(head, EngineError):
             raise head
         assert isinstance(head, Head)
+        if info is not None:
+            info.status = head.status
         target.refuse_redirect(head.status, head.headers)
         if head.status >= 400 or _is_json(head):
             body = yield ReadAll(ERROR_BODY_LIMIT)
@@ -424,7 +474,7 @@ def stream_plan(chain: Chain, request: ChatRequest,
                 yield Drain(DRAIN_LIMIT, DRAIN_SECONDS)
                 return decoder.response, progress.ttft
 
-    return _walk(chain, policy_for, once, progress)
+    return _walk(chain, policy_for, once, progress, request, True)
 
 
 def _pull(decoder: StreamDecoder) -> tuple[list[StreamEvent], bool, EngineError | None]:
