@@ -25,6 +25,7 @@ __all__ = [
     "ChatResponse",
     "FinishReason",
     "Message",
+    "RateLimit",
     "Role",
     "Stats",
     "Tool",
@@ -200,6 +201,8 @@ class ChatResponse:
     raw: Any = field(repr=False)  # the provider's data: large, and may echo anything
     model: str = ""
     provider: str = ""
+    # The response headers, lower-cased; cookies dropped and secrets redacted.
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_message(self) -> Message:
         """This answer as the assistant turn of the next request (for tool loops).
@@ -224,6 +227,25 @@ class Stats:
     provider: str = ""
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    # From the response headers the manifest names (``response_headers``), else None.
+    request_id: str | None = None
+    rate_limit: RateLimit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """The provider's rate-limit state after this call, from its response headers.
+
+    Counts are what is left (or the limit) in the current window; resets are
+    seconds from the response until the window resets. None where not reported.
+    """
+
+    requests_limit: int | None = None
+    requests_remaining: int | None = None
+    requests_reset: float | None = None
+    tokens_limit: int | None = None
+    tokens_remaining: int | None = None
+    tokens_reset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

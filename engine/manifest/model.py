@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .templates import Node
 
 __all__ = [
+    "RATE_LIMIT_FIELDS",
     "TOOL_CHOICE_MODES",
     "USAGE_FIELDS",
     "AuthSpec",
@@ -30,6 +31,7 @@ __all__ = [
     "ErrorRule",
     "ErrorSpec",
     "EventRule",
+    "HeaderFacts",
     "Manifest",
     "Matcher",
     "ResponseSpec",
@@ -180,6 +182,19 @@ class ErrorSpec:
     retry_after: tuple[RetryHint, ...] = ()
 
 
+# The rate-limit facts a manifest may read from response headers (engine.types.RateLimit).
+RATE_LIMIT_FIELDS = ("requests_limit", "requests_remaining", "requests_reset",
+                     "tokens_limit", "tokens_remaining", "tokens_reset")
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFacts:
+    """Response headers that carry facts: header names in order of preference, lower-cased."""
+
+    request_id: tuple[str, ...] = ()
+    rate_limit: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """A fully compiled manifest: everything the interpreter needs, nothing raw."""
@@ -200,6 +215,7 @@ class Manifest:
     tool_choice_modes: frozenset[str] = TOOL_CHOICE_MODES
     # Environment variables naming a base URL, used (first set wins) when none is passed.
     base_url_env: tuple[str, ...] = ()
+    response_headers: HeaderFacts = field(default_factory=HeaderFacts)
     stream_errors: bool = True
 
     def model_info(self, model: str) -> dict[str, Any]:

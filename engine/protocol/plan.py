@@ -33,6 +33,7 @@ arrived the answer stands, whatever the rest of the body does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ from ..types import ChatRequest, ChatResponse, Stats
 from .accumulate import map_whole
 from .classify import carries_error, classify
 from .decode import END, NEED_DATA, StreamDecoder
+from .metadata import public_headers, rate_limit, request_id
 from .render import PreparedRequest, prepare
 from .rules import FrameRules
 
@@ -241,12 +243,16 @@ class Target:
                               f"{excerpt(raw.body, 120)!r}", status=raw.status,
                               provider=self.provider, retryable=False) from None
         try:
-            return map_whole(self.manifest, data, self.model)
+            return self.with_headers(map_whole(self.manifest, data, self.model), raw.headers)
         except (ValueError, TypeError, OverflowError, KeyError, AttributeError,
                 RecursionError) as exc:  # odd data reaching the mapping
             raise EngineError("malformed_response", f"cannot map the response: "
                               f"{type(exc).__name__}: {exc}", status=raw.status,
                               provider=self.provider, retryable=False) from None
+
+    @staticmethod
+    def with_headers(response: ChatResponse, headers: Mapping[str, str]) -> ChatResponse:
+        return dataclasses.replace(response, headers=public_headers(headers))
 
     def decoder(self, max_frame_bytes: int | None) -> StreamDecoder:
         if self._rules is None:
@@ -280,6 +286,8 @@ class Target:
             provider=self.provider,
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
+            request_id=request_id(self.manifest.response_headers, response.headers),
+            rate_limit=rate_limit(self.manifest.response_headers, response.headers),
         )
 
     def __repr__(self) -> str:
@@ -472,7 +480,7 @@ def stream_plan(chain: Chain, request: ChatRequest,
                 raise failure
             if ended:
                 yield Drain(DRAIN_LIMIT, DRAIN_SECONDS)
-                return decoder.response, progress.ttft
+                return target.with_headers(decoder.response, head.headers), progress.ttft
 
     return _walk(chain, policy_for, once, progress, request, True)
 
