@@ -1,5 +1,5 @@
 """The manifest language's named constructs: JSON null, the role table, header rules,
-the frame envelope, and the validator's warnings about restated defaults."""
+the frame envelope, and the validator's warnings about restated defaults and rules."""
 
 from __future__ import annotations
 
@@ -168,3 +168,40 @@ def test_validate_warns_about_restated_defaults(protocols: Path,
         "(invalid_request); remove it",
     ]
     assert captured.out == "ok: 1 manifest(s) valid (3 warning(s))\n"
+
+
+def test_validate_warns_about_a_restated_parent_rule(protocols: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    copycat = protocols / "copycat.yaml"
+    copycat.write_text(textwrap.dedent("""\
+        manifest: 1
+        id: copycat
+        extends: openai
+        base_url: https://llm.example.test/v1
+        auth: {scheme: bearer, env: [COPYCAT_KEY]}
+        errors:
+          rules:
+            quota_code: {kind: quota_exhausted}
+            region: {kind: not_found}
+        chat:
+          stream:
+            events:
+              - when: error
+                error:
+                  message: error.message
+                  code: error.code
+                  type: error.type
+                  status: error.status_code || error.code
+              - {when: "!error", content: "choices[0].delta.content"}
+        """))
+    assert main([str(copycat)]) == 0
+    captured = capsys.readouterr()
+    # A patch that changes nothing, and a list item equal to one of the list it replaces;
+    # region's patch changes the kind, the second event is not openai's chunk rule.
+    assert captured.err.splitlines() == [
+        f"{copycat}:8: errors.rules.quota_code: warning: restates the parent's rule "
+        "'quota_code'; remove it",
+        f"{copycat}:13: chat.stream.events[0]: warning: restates the parent's rule 'error'; "
+        "change the parent's list by name instead of repeating it",
+    ]
+    assert captured.out == "ok: 1 manifest(s) valid (2 warning(s))\n"

@@ -9,9 +9,13 @@ templates against sample requests. It returns every problem as
 ``file:line: key.path: message``: each once, at the line of the key in the
 file that writes it, in file order, at most
 :data:`~engine.manifest.compile.LIMIT` of them and then one line counting the
-rest (or saying that checking stopped there). An ``id`` that differs from the
+rest (or saying that checking stopped there). A patch of a named list is
+checked as the items it describes, each reported by its name
+(``errors.rules.<name>``); a name used twice in one list is a problem. An
+``id`` that differs from the
 file name is reported alongside the other problems, never instead of them. On
-success it returns the compiled manifest. Its time is linear in the size of
+success it returns the compiled manifest, with warnings about configuration
+that restates a default or a parent's rule. Its time is linear in the size of
 the file: unknown keys are found by one walk
 (:func:`~engine.manifest.schema.shape`), cerberus only ever sees pieces of
 bounded size, and the pieces beyond the first are not checked once the report
@@ -37,8 +41,8 @@ from ..types import ChatRequest, Message, Tool, ToolCall
 from .compile import Problems, body_layers, compile_manifest, owner
 from .locate import KeyPath, id_problem, reach, valid_id
 from .model import Manifest
-from .schema import SCHEMA, Piece, Shaped, shape, suggest
-from .source import resolve
+from .schema import NAMED_LISTS, SCHEMA, Piece, Shaped, shape, suggest
+from .source import trace
 from .templates import TemplateError
 
 __all__ = ["CheckResult", "check", "check_file", "dry_run"]
@@ -87,13 +91,38 @@ def _schema_check(data: Mapping[str, Any], report: Problems, *, index: int | Non
     doc = _without_nulls(data) if index is not None else {
         k: v for k, v in data.items() if k != "extends"}
     shaped = shape(doc)
-    add = report.add if index is None else (lambda key, msg: report.add_in(index, key, msg))
+    add = report.add if index is None else (
+        lambda key, msg: report.add_in(index, shaped.file_key(key), msg))
     for n, (key, allowed) in enumerate(shaped.unknown if index is not None else ()):
         # A suggestion only for lines that can be shown: the report keeps the first LIMIT.
         add(key, "unknown field" + (suggest(key[-1], allowed) if n < report.limit else ""))
     with _validator_lock:
         for key, msg in _cerberus_problems(shaped, report, update=index is not None):
             add(key, msg)
+    for key, msg in _duplicate_names(doc) if index is not None else ():
+        add(key, msg)
+
+
+def _duplicate_names(doc: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str]]:
+    """An item of a named list whose name an earlier item of the list has."""
+    for path in NAMED_LISTS:
+        held, _ = reach(doc, path)
+        items = _at(doc, path) if held == len(path) else None
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            name = item.get("name") if isinstance(item, Mapping) else None
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                yield (*path, i, "name"), (f"duplicate name {name!r} (also item {seen[name]} "
+                                           "of this list): names in a list are unique")
+            seen.setdefault(name, i)
+
+
+def _at(tree: Any, path: KeyPath) -> Any:
+    for step in path:
+        tree = tree[step]
+    return tree
 
 
 def _cerberus_problems(shaped: Shaped, report: Problems, *,
@@ -160,18 +189,23 @@ def check(path: FsPath, dirs: list[FsPath] | None = None) -> list[str]:
 def check_file(path: FsPath, dirs: list[FsPath] | None = None) -> CheckResult:
     """Resolve, schema-check, compile and dry-run *path*: one parse, one compile."""
     try:
-        merged, chain = resolve(path, dirs)
+        done = trace(path, dirs)
     except ManifestError as exc:
         return CheckResult([exc.message])
-    report = Problems(chain)
+    merged, chain = done.merged, done.chain
+    report = Problems(chain, origins=done.origins, lists=NAMED_LISTS)
+    for index, key, msg in done.problems:
+        report.add_in(index, key, msg)
     manifest = _checked(merged, report)
     _check_id(merged.get("id"), path, report)
     if manifest is None or report.count:
         return CheckResult(report.problems, unreported=report.unreported,
                            stopped=report.stopped)
-    notes = Problems(chain)
+    notes = Problems(chain, origins=done.origins, lists=NAMED_LISTS)
     for key, msg in restated_defaults(merged):
         notes.add(key, f"warning: {msg}")
+    for index, key, msg in done.restated:
+        notes.add_in(index, key, f"warning: {msg}")
     return CheckResult([], manifest, merged, [doc.path for doc in chain], notes.problems)
 
 
@@ -207,7 +241,11 @@ def _statuses(rule: Mapping[str, Any]) -> set[int]:
 
 
 def restated_defaults(data: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
-    """Configuration that says what the engine does anyway (harmless, but noise that drifts)."""
+    """Configuration that says what the engine does anyway (harmless, but noise that drifts).
+
+    (A child's list item equal to its parent's, the other such noise, is found while
+    merging: :attr:`~engine.manifest.source.Resolved.restated`.)
+    """
     found: list[tuple[KeyPath, str]] = []
     default = RetryPolicy()
     for name, value in (data.get("retry") or {}).items():
@@ -218,7 +256,7 @@ def restated_defaults(data: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
             found.append((("retry", name), f"restates the default ({value!r}); remove it"))
     rules = (data.get("errors") or {}).get("rules") or []
     for index, rule in enumerate(rules):
-        if set(rule) != {"status", "kind"}:
+        if set(rule) - {"name"} != {"status", "kind"}:
             continue
         statuses = _statuses(rule)
         if any(kind_for_status(s) != rule["kind"] for s in statuses):

@@ -10,7 +10,9 @@ raised, so one run reports all of them.
 distinct line once, locates a key in the file of the ``extends`` chain that
 decides it (:meth:`~engine.manifest.locate.RawDoc.reach`: the file that writes
 the key, else the one that writes most of its path), lists lines in file
-order, and reports at most :data:`LIMIT` of them, then one line saying how
+order (an item of a named list in the files that write it, a patch by its name:
+the resolved chain's ``origins``; shown by its name, ``errors.rules.<name>``), and
+reports at most :data:`LIMIT` of them, then one line saying how
 many more there were (or, when checking stopped because the report was full,
 that there are more). A request body is merged from layers (``chat.body``,
 an override's ``body``, ``chat.stream.body``, an override's ``stream_body``:
@@ -24,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..retry import RetryPolicy
-from .locate import KeyPath, RawDoc, format_path, reach
+from .locate import KeyPath, Origins, RawDoc, format_path, named_path, reach
 from .merge import deep_merge
 from .model import (
     TOOL_CHOICE_MODES,
@@ -54,22 +56,27 @@ LIMIT = 200  # problems reported per manifest; the rest are counted in one line
 class Problems:
     """Collects problems as ``file:line: key.path: message``, located via the chain."""
 
-    def __init__(self, chain: list[RawDoc], limit: int = LIMIT) -> None:
+    def __init__(self, chain: list[RawDoc], limit: int = LIMIT, *,
+                 origins: Origins | None = None, lists: tuple[KeyPath, ...] = ()) -> None:
         self.chain = chain
         self.limit = limit
+        self.origins: Origins = origins or {}  # where each item of a merged named list is
+        self.lists = lists  # the named lists (items shown by name)
         self._entries: list[tuple[int, int, str]] = []  # (file in the chain, line, text)
         self._seen: set[str] = set()
         self.stopped = False  # set when checking stopped early because the report was full
 
     def add(self, key: KeyPath, message: str) -> None:
-        """Record one problem at the file of the chain that decides *key*."""
-        self.add_in(self._owner(key), key, message)
+        """Record one problem at *key* of the merged manifest, in the file that decides it."""
+        self.add_in(*self._locate(key), message)
 
     def add_in(self, index: int, key: KeyPath, message: str) -> None:
-        """Record one problem at *key* of the chain's file *index*; each line once."""
+        """Record one problem at *key* of the chain's file *index* (a key as that file
+        writes it); each line once. A named list item is shown by its name."""
         doc = self.chain[index] if self.chain else None
         line = (doc.line_of(key) if doc is not None else None) or 1
-        text = f"{doc.path if doc is not None else '?'}:{line}: {format_path(key)}: {message}"
+        shown = format_path(named_path(doc.data, key, self.lists) if doc is not None else key)
+        text = f"{doc.path if doc is not None else '?'}:{line}: {shown}: {message}"
         if text not in self._seen:
             self._seen.add(text)
             self._entries.append((index, line, text))
@@ -103,14 +110,28 @@ class Problems:
                          f"(the first {self.limit} are)")
         return lines
 
-    def _owner(self, key: KeyPath) -> int:
-        best, depth = 0, -1
-        for index, doc in enumerate(self.chain):
-            held, decides = doc.reach(key)
+    def _locate(self, key: KeyPath) -> tuple[int, KeyPath]:
+        """(file of the chain, key in that file) that decides merged *key*: for an item of
+        a named list, among the files that write that item (a patch by its name)."""
+        if not self.chain:
+            return 0, key
+        for path in self.origins:
+            at = len(path)
+            items = self.origins.get(path) if key[:at] == path and len(key) > at else None
+            step = key[at] if items is not None else None
+            if items is not None and isinstance(step, int) and 0 <= step < len(items):
+                return self._owner([(i, (*where, *key[at + 1:])) for i, where in items[step]])
+        return self._owner([(i, key) for i in range(len(self.chain))])
+
+    def _owner(self, options: list[tuple[int, KeyPath]]) -> tuple[int, KeyPath]:
+        """The first (file, key) whose file decides its key, else the one holding most of it."""
+        best, depth = options[0], -1
+        for index, key in options:
+            held, decides = self.chain[index].reach(key)
             if decides:
-                return index
+                return index, key
             if held > depth:
-                best, depth = index, held
+                best, depth = (index, key), held
         return best
 
 

@@ -4,6 +4,7 @@ A manifest id (a provider id, an ``extends`` name, a file's stem) matches
 :data:`ID_PATTERN`: 1 to :data:`MAX_ID` characters, lower-case letters, digits,
 ``.``, ``_``, ``-``, starting with a letter or digit, no ``..``
 (:func:`valid_id`; :func:`id_problem` says what is wrong with one that is not).
+:func:`named_path` names a list item by its ``name`` (for reports);
 :func:`find_manifest` locates ``<id>.yaml`` in the search path
 (``AI_PROTOCOL_PATH`` directories first, then the built-in ``protocols/``); it
 returns None for an invalid id and never raises ``OSError`` (an unreadable
@@ -20,15 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
-__all__ = ["ID_PATTERN", "MAX_ID", "MAX_YAML_BYTES", "PATH_ENV", "KeyPath", "RawDoc",
-           "builtin_dir", "find_manifest", "format_path", "id_problem", "reach", "same_file",
-           "search_dirs", "shorten", "valid_id"]
+__all__ = ["ID_PATTERN", "MAX_ID", "MAX_YAML_BYTES", "NAME_PATTERN", "PATH_ENV", "KeyPath",
+           "Origins", "RawDoc", "Written", "builtin_dir", "find_manifest", "format_path",
+           "id_problem", "named_path", "reach", "same_file", "search_dirs", "shorten",
+           "valid_id"]
 
 PATH_ENV = "AI_PROTOCOL_PATH"
 MAX_YAML_BYTES = 1024 * 1024  # a manifest file is at most this large
 MAX_ID = 64
 ID_PATTERN = rf"(?!.*\.\.)[a-z0-9][a-z0-9._-]{{0,{MAX_ID - 1}}}"  # no '..' anywhere
+NAME_PATTERN = r"[a-z0-9_-]{1,64}"  # a list item's name: its identity within its list
 KeyPath = tuple[str | int, ...]
+# Where one item of a merged list is written: (file in the chain, the item's key in that
+# file), highest precedence first; Origins holds them per list of the merged manifest.
+Written = tuple[tuple[int, KeyPath], ...]
+Origins = dict[KeyPath, list[Written]]
 
 
 def valid_id(name: object) -> bool:
@@ -58,6 +65,28 @@ def format_path(path: KeyPath) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "(top)"
+
+
+def named_path(tree: Any, key: KeyPath, lists: tuple[KeyPath, ...]) -> KeyPath:
+    """*key* of *tree*, an item of one of *lists* by its name (when it has a valid one)
+    instead of its index: ``("errors", "rules", 2, "kind")`` -> ``(..., "quota", "kind")``."""
+    for path in lists:
+        at = len(path)
+        if key[:at] != path or len(key) <= at or not isinstance(key[at], int):
+            continue
+        held, _ = reach(tree, key[:at + 1])
+        if held == at + 1:
+            item = _at(tree, key[:at + 1])
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and re.fullmatch(NAME_PATTERN, name):
+                return (*path, name, *key[at + 1:])
+    return key
+
+
+def _at(tree: Any, key: KeyPath) -> Any:
+    for step in key:
+        tree = tree[step]
+    return tree
 
 
 def builtin_dir() -> FsPath:

@@ -14,6 +14,14 @@ user-data mapping) cut to :data:`CHUNK` entries with the rest as separate
 sorts its whole error list on every error it adds (quadratic in the number of
 errors), so it is only ever handed pieces of bounded size. :func:`suggest`
 words the "did you mean". Pure: no cerberus, no I/O.
+
+The lists of :data:`NAMED_LISTS` (every list of mappings) take an optional
+``name`` on each item (:data:`NAME_PATTERN`), its identity for a child that
+changes it by name. A file may write such a list as a mapping of name to
+change (a patch, merged by :mod:`.source`); :func:`shape` checks a patch as
+the list of the items its changes describe, ``$before``/``$after`` left out,
+and :meth:`Shaped.file_key` turns a key of that list back into the file's
+(``errors.rules.<name>...``).
 """
 
 from __future__ import annotations
@@ -27,15 +35,28 @@ from ..errors import KINDS
 from ..protocol.auth import AUTH_SCHEMES as _AUTH_REGISTRY
 from ..protocol.framing import FRAMERS
 from ..types import FINISH_REASONS
-from .locate import KeyPath
+from .locate import NAME_PATTERN, KeyPath
+from .merge import PLACE_KEYS
 from .model import USAGE_FIELDS
 
-__all__ = ["AUTH_SCHEMES", "CHUNK", "FRAMINGS", "SCHEMA", "USAGE_FIELDS", "Piece", "Shaped",
-           "shape", "suggest"]
+__all__ = ["AUTH_SCHEMES", "CHUNK", "FRAMINGS", "NAMED_LISTS", "NAME_PATTERN", "SCHEMA",
+           "USAGE_FIELDS", "Piece", "Shaped", "shape", "suggest"]
 
 AUTH_SCHEMES = tuple(_AUTH_REGISTRY)
 FRAMINGS = tuple(FRAMERS)
 
+# The lists whose items may be named, so that a child changes one by name (see
+# :func:`~engine.manifest.merge.patch_list`): every list of mappings in SCHEMA.
+NAMED_LISTS: tuple[KeyPath, ...] = (
+    ("chat", "overrides"),
+    ("chat", "stream", "end"),
+    ("chat", "stream", "ignore"),
+    ("chat", "stream", "events"),
+    ("errors", "rules"),
+    ("errors", "retry_after"),
+)
+
+_NAME = {"type": "string", "regex": f"^{NAME_PATTERN}$"}
 _PATH = {"type": "string", "empty": False}
 _TREE: dict[str, Any] = {"nullable": True}  # a template tree: checked by compiling it
 _STR_OR_LIST = {"type": ["string", "list"], "schema": {"type": "string"}}
@@ -55,6 +76,7 @@ _TOOL_CALL = {
 }
 
 _MATCH = {  # a frame matcher (used by stream end / ignore / events)
+    "name": _NAME,
     "event": _STR_OR_LIST,
     "data": {"type": "string"},
     "when": _PATH,
@@ -108,6 +130,7 @@ _RESPONSE = {
 _OVERRIDE = {
     "type": "dict",
     "schema": {
+        "name": _NAME,
         "match": {"type": "string", "empty": False, "required": True},
         "body": _TREE,
         "stream_body": _TREE,
@@ -117,6 +140,7 @@ _OVERRIDE = {
 _ERROR_RULE = {
     "type": "dict",
     "schema": {
+        "name": _NAME,
         "status": {"type": ["integer", "list"], "schema": {"type": "integer"}},
         "code": {"type": ["string", "integer", "list"]},
         "type": _STR_OR_LIST,
@@ -133,6 +157,7 @@ _ERROR_RULE = {
 _RETRY_HINT = {
     "type": "dict",
     "schema": {
+        "name": _NAME,
         "header": {"type": "string", "empty": False, "excludes": ["path", "message_matches"]},
         "path": {**_PATH, "excludes": ["header", "message_matches"]},
         "message_matches": {"type": "string", "empty": False,
@@ -253,6 +278,16 @@ class Shaped:
     unknown: list[tuple[KeyPath, tuple[str, ...]]] = field(default_factory=list)  # + allowed
     pieces: list[Piece] = field(default_factory=list)  # the rest of each cut container
     allowed: dict[KeyPath, tuple[str, ...]] = field(default_factory=dict)  # value not in these
+    names: dict[KeyPath, list[str]] = field(default_factory=dict)  # a patch's keys, in order
+
+    def file_key(self, key: KeyPath) -> KeyPath:
+        """*key* as the file writes it: an item of a patch by its name, not its index."""
+        for path, names in self.names.items():
+            at = len(path)
+            step = key[at] if key[:at] == path and len(key) > at else None
+            if isinstance(step, int) and 0 <= step < len(names):
+                return (*path, names[step], *key[at + 1:])
+        return key
 
 
 def suggest(word: object, allowed: Iterable[str]) -> str:
@@ -277,6 +312,10 @@ def _types(rule: Mapping[str, Any]) -> set[str]:
 
 def _value(value: Any, rule: Mapping[str, Any], path: KeyPath, out: Shaped) -> Any:
     types = _types(rule)
+    if isinstance(value, dict) and "list" in types and path in NAMED_LISTS:
+        # A patch (name -> change) is checked as the list of its changes, each named.
+        out.names[path] = [str(key) for key in value]
+        value = [_as_item(key, item) for key, item in value.items()]
     if isinstance(value, dict) and "dict" in types:
         if "schema" in rule:
             return _fields(value, rule["schema"], path, out)
@@ -287,6 +326,13 @@ def _value(value: Any, rule: Mapping[str, Any], path: KeyPath, out: Shaped) -> A
     if isinstance(value, str) and "allowed" in rule and value not in rule["allowed"]:
         out.allowed[path] = tuple(rule["allowed"])
     return value
+
+
+def _as_item(key: Any, change: Any) -> Any:
+    """One change of a patch as the item it describes (its placement is the merge's)."""
+    if not isinstance(change, Mapping):
+        return change
+    return {**{k: v for k, v in change.items() if k not in PLACE_KEYS}, "name": str(key)}
 
 
 def _fields(value: Mapping[Any, Any], schema: Mapping[str, Any], path: KeyPath,
