@@ -330,6 +330,7 @@ def test_deepseek_compiles_to_what_it_did_when_it_copied_openais_rules() -> None
     assert _without_names(stream["end"]) == [{"data": "[DONE]"}]
     assert _without_names(data["errors"]["rules"]) == DEEPSEEK_RULES
     assert data["chat"]["overrides"] == []
+    assert data["auth"] == {"scheme": "bearer", "env": ["DEEPSEEK_API_KEY"]}
     openai = merged(ROOT / "protocols" / "openai.yaml")
     assert data["errors"]["retry_after"] == openai["errors"]["retry_after"]
 
