@@ -85,3 +85,40 @@ def test_client_answers_carry_their_headers() -> None:
         assert response.headers["x-request-id"] == "req_abc"
         assert "set-cookie" not in response.headers
         assert response.headers["x-echo"] == "[REDACTED]"
+
+
+def test_stats_read_the_headers_the_manifests_name() -> None:
+    """Header names and value forms as the providers document them (openai: the rate-limits
+    guide's example values; anthropic: RFC 3339 resets, its rate-limits page)."""
+    openai_headers = {"x-request-id": "req_7f1c", "x-ratelimit-limit-requests": "60",
+                      "x-ratelimit-remaining-requests": "59",
+                      "x-ratelimit-reset-requests": "1s",
+                      "x-ratelimit-limit-tokens": "150000",
+                      "x-ratelimit-remaining-tokens": "149984",
+                      "x-ratelimit-reset-tokens": "6m0s"}
+    http = httpx.Client(transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, headers=openai_headers, json=ANSWER)))
+    with SyncAiClient.create("openai/gpt-4o-mini", api_key=KEY, http_client=http) as client:
+        _, stats = client.chat().user("hi").execute_with_stats()
+    assert stats.request_id == "req_7f1c"
+    assert stats.rate_limit == RateLimit(requests_limit=60, requests_remaining=59,
+                                         requests_reset=1.0, tokens_limit=150000,
+                                         tokens_remaining=149984, tokens_reset=360.0)
+
+    answer = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+              "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+              "usage": {"input_tokens": 3, "output_tokens": 1}}
+    reset = "2099-01-01T00:00:00Z"
+    anthropic_headers = {"request-id": "req_011C", "anthropic-ratelimit-requests-limit": "50",
+                         "anthropic-ratelimit-requests-remaining": "49",
+                         "anthropic-ratelimit-requests-reset": reset}
+    http = httpx.Client(transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, headers=anthropic_headers, json=answer)))
+    with SyncAiClient.create("anthropic/claude-sonnet-4-5-20250929", api_key=KEY,
+                             http_client=http) as client:
+        _, stats = client.chat().user("hi").execute_with_stats()
+    assert stats.request_id == "req_011C"
+    assert stats.rate_limit is not None
+    assert (stats.rate_limit.requests_limit, stats.rate_limit.requests_remaining) == (50, 49)
+    assert stats.rate_limit.requests_reset is not None and stats.rate_limit.requests_reset > 1e8
+    assert stats.rate_limit.tokens_remaining is None

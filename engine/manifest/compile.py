@@ -33,6 +33,7 @@ from .model import (
     USAGE_FIELDS,
     AuthSpec,
     ChatSpec,
+    HeaderFacts,
     ErrorRule,
     ErrorSpec,
     EventRule,
@@ -246,6 +247,7 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         source=str(report.chain[0].path) if report.chain else "",
         base_url=data["base_url"].rstrip("/"),
         base_url_env=tuple(data.get("base_url_env") or ()),
+        response_headers=_header_facts(data.get("response_headers") or {}),
         headers=c.tree(data["headers"], ("headers",)) if data.get("headers") else None,
         auth=auth,
         chat=spec,
@@ -272,6 +274,17 @@ def _stream_errors(caps: Mapping[str, Any], stream: StreamSpec | None,
         report.add(("capabilities", "stream_errors"), "false, but a chat.stream event rule "
                    "has an 'error' action")
     return has_rule if declared is None else bool(declared)
+
+
+def _names(value: str | list[str] | None) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else value or []
+    return tuple(name.lower() for name in names)
+
+
+def _header_facts(spec: Mapping[str, Any]) -> HeaderFacts:
+    limits = spec.get("rate_limit") or {}
+    return HeaderFacts(request_id=_names(spec.get("request_id")),
+                       rate_limit={name: _names(value) for name, value in limits.items()})
 
 
 def _own_host_child(report: Problems) -> bool:

@@ -37,7 +37,7 @@ from ..protocol.framing import FRAMERS
 from ..types import FINISH_REASONS
 from .locate import NAME_PATTERN, KeyPath
 from .merge import PLACE_KEYS
-from .model import USAGE_FIELDS
+from .model import RATE_LIMIT_FIELDS, USAGE_FIELDS
 
 __all__ = ["AUTH_SCHEMES", "CHUNK", "FRAMINGS", "NAMED_LISTS", "NAME_PATTERN", "SCHEMA",
            "USAGE_FIELDS", "Piece", "Shaped", "shape", "suggest"]
@@ -154,6 +154,10 @@ _ERROR_RULE = {
     },
 }
 
+# A response header, or several in order of preference.
+_HEADER_NAME = {"type": "string", "regex": r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"}
+_HEADER_NAMES = {"type": ["string", "list"], "schema": _HEADER_NAME, "empty": False}
+
 _RETRY_HINT = {
     "type": "dict",
     "schema": {
@@ -172,6 +176,14 @@ SCHEMA: dict[str, Any] = {
     "name": {"type": "string"},
     "extends": {"type": "string", "empty": False},
     "base_url": {"type": "string", "regex": r"^https?://.+", "required": True},
+    "response_headers": {
+        "type": "dict",
+        "schema": {
+            "request_id": _HEADER_NAMES,
+            "rate_limit": {"type": "dict",
+                           "schema": {name: _HEADER_NAMES for name in RATE_LIMIT_FIELDS}},
+        },
+    },
     "base_url_env": {"type": "list", "schema": {"type": "string",
                                                 "regex": r"^[A-Za-z_][A-Za-z0-9_]*$"}},
     "headers": {"type": "dict", "valuesrules": {"type": "string"}},
