@@ -33,7 +33,7 @@ import pytest
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
 TYPES = {"engine.errors", "engine.types", "engine.events", "engine.retry", "engine.clock",
-         "engine.inputs", "engine.limits", "engine.hooks"}
+         "engine.inputs", "engine.limits", "engine.hooks", "engine.logsetup"}
 MODEL = {"engine.manifest.model", "engine.manifest.merge", "engine.manifest.paths",
          "engine.manifest.patterns", "engine.manifest.templates", "engine.manifest"}
 LOADING = {"engine.manifest.locate", "engine.manifest.source", "engine.manifest.yamlsrc",
@@ -43,6 +43,8 @@ PROTOCOL_PREFIX = "engine.protocol"
 IO_PREFIX = "engine.io"
 TOP = {"engine", "engine.client", "engine.validate", "engine.otel"}
 TOOLS_PREFIX = "engine.conformance"
+# The command line sits with the tools: its `conformance` command runs engine.conformance.
+COMMAND_LINE = {"engine.cli", "engine.__main__"}
 
 
 def layer(module: str) -> str:
@@ -58,7 +60,7 @@ def layer(module: str) -> str:
         return "io"
     if module in TOP:
         return "top"
-    if module == TOOLS_PREFIX or module.startswith(TOOLS_PREFIX + "."):
+    if module == TOOLS_PREFIX or module.startswith(TOOLS_PREFIX + ".") or module in COMMAND_LINE:
         return "tools"
     raise AssertionError(f"{module} belongs to no layer: add it to tests/test_layers.py")
 
