@@ -25,6 +25,7 @@ from .hooks import HookSet
 from .io.drivers import call_async, call_sync, stream_async, stream_sync
 from .io.transport import AsyncHttpClient, AsyncTransport, SyncHttpClient, SyncTransport
 from .limits import DEFAULT_TIMEOUTS, Limits, Timeouts
+from .logsetup import configure_from_env
 from .manifest.load import load_manifest
 from .manifest.model import Manifest
 from .otel import default_hook
@@ -321,6 +322,7 @@ def _hooks(hooks: Any) -> HookSet:
 def _chain(model: Any, api_key: Any, base_url: Any, max_retries: Any, retry: Any,
            clock: Any, hooks: Any) -> Chain:
     """The checked chain of a ``create`` call (the one place its arguments are checked)."""
+    configure_from_env()  # ENGINE_LOG, read once per process
     models = inputs.model_ids(model)
     keys = inputs.per_model("api_key", api_key, inputs.api_key)
     urls = inputs.per_model("base_url", base_url, inputs.base_url)

@@ -402,6 +402,7 @@ def test_a_child_with_its_own_host_inherits_no_key_variable(
     client = SyncAiClient.create("elsewhere/m")
     assert client.manifest.auth.env == ("ELSEWHERE_API_KEY",)
     assert client.manifest.base_url_env == ()
+    assert client.manifest.models == {}  # openai's catalogue is openai's host's
     assert client._chain.primary.base_url is None  # not $OPENAI_BASE_URL
     with pytest.raises(EngineError, match="no API key for elsewhere") as missing:
         client.chat().user("hi").execute()

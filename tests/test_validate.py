@@ -288,11 +288,15 @@ SYNTAX = "unexpected end of template, expected 'end of print statement'."
 
 
 def child_of_openai(tmp_path: Path, name: str, chat: str) -> Path:
-    """A manifest extending the built-in openai one, with *chat* as its chat section."""
+    """A manifest extending the built-in openai one, with *chat* as its chat section.
+
+    With its own base_url it inherits no catalogue, so it lists the model the dry run
+    needs (after chat, so that the lines of chat's keys stay where the cases say)."""
     return write(tmp_path, name, f"manifest: 1\nid: {name}\nextends: openai\n"
                  "base_url: https://llm.example.test/v1\n"
                  "auth: {scheme: bearer, env: [CHILD_KEY]}\nchat:\n"
-                 + textwrap.indent(textwrap.dedent(chat), "  "))
+                 + textwrap.indent(textwrap.dedent(chat), "  ")
+                 + "models: {o3-mini: {context_window: 200000, max_output: 100000}}\n")
 
 
 @pytest.mark.parametrize("chat, line, key, message", [
