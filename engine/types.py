@@ -230,6 +230,8 @@ class Stats:
     # From the response headers the manifest names (``response_headers``), else None.
     request_id: str | None = None
     rate_limit: RateLimit | None = None
+    # USD, from usage and the manifest's catalogue prices; None when the model is not priced.
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .templates import Node
 
 __all__ = [
+    "MODEL_CAPABILITIES",
     "RATE_LIMIT_FIELDS",
     "TOOL_CHOICE_MODES",
     "USAGE_FIELDS",
@@ -182,6 +183,10 @@ class ErrorSpec:
     retry_after: tuple[RetryHint, ...] = ()
 
 
+# What a catalogue entry may say a model can do.
+MODEL_CAPABILITIES = ("tools", "vision", "reasoning", "json_output")
+
+
 # The rate-limit facts a manifest may read from response headers (engine.types.RateLimit).
 RATE_LIMIT_FIELDS = ("requests_limit", "requests_remaining", "requests_reset",
                      "tokens_limit", "tokens_remaining", "tokens_reset")
@@ -209,7 +214,7 @@ class Manifest:
     finish_reasons: Mapping[str, str]
     errors: ErrorSpec
     retry: RetryPolicy
-    models: Mapping[str, Mapping[str, int | None]]
+    models: Mapping[str, Mapping[str, Any]]
     tools: bool = True
     stream: bool = True
     tool_choice_modes: frozenset[str] = TOOL_CHOICE_MODES
@@ -221,3 +226,20 @@ class Manifest:
     def model_info(self, model: str) -> dict[str, Any]:
         info = self.models.get(model) or {}
         return {"context_window": info.get("context_window"), "max_output": info.get("max_output")}
+
+    def cost_usd(self, model: str, prompt: int | None, completion: int | None,
+                 cached: int | None) -> float | None:
+        """What a call cost by the catalogue's prices; None when the model is not priced.
+
+        Cached prompt tokens are charged at ``cached_input_price`` (the input
+        price when the catalogue gives none); reasoning tokens are part of the
+        completion tokens, as the providers bill them.
+        """
+        info = self.models.get(model) or {}
+        inputs, outputs = info.get("input_price"), info.get("output_price")
+        if inputs is None or outputs is None or prompt is None or completion is None:
+            return None
+        hits = min(cached or 0, prompt)
+        cached_price = info.get("cached_input_price", inputs)
+        total = (prompt - hits) * inputs + hits * cached_price + completion * outputs
+        return float(total) / 1_000_000

@@ -37,7 +37,7 @@ from ..protocol.framing import FRAMERS
 from ..types import FINISH_REASONS
 from .locate import NAME_PATTERN, KeyPath
 from .merge import PLACE_KEYS
-from .model import RATE_LIMIT_FIELDS, USAGE_FIELDS
+from .model import MODEL_CAPABILITIES, RATE_LIMIT_FIELDS, USAGE_FIELDS
 
 __all__ = ["AUTH_SCHEMES", "CHUNK", "FRAMINGS", "NAMED_LISTS", "NAME_PATTERN", "SCHEMA",
            "USAGE_FIELDS", "Piece", "Shaped", "shape", "suggest"]
@@ -218,6 +218,12 @@ SCHEMA: dict[str, Any] = {
             "schema": {
                 "context_window": {"type": "integer", "min": 1},
                 "max_output": {"type": "integer", "min": 1},
+                # USD per million tokens, as the provider publishes them.
+                "input_price": {"type": "number", "min": 0},
+                "output_price": {"type": "number", "min": 0},
+                "cached_input_price": {"type": "number", "min": 0},
+                "capabilities": {"type": "list", "schema": {
+                    "type": "string", "allowed": list(MODEL_CAPABILITIES)}},
             },
         },
     },

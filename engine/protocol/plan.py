@@ -287,6 +287,8 @@ class Target:
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             request_id=request_id(self.manifest.response_headers, response.headers),
+            cost_usd=self.manifest.cost_usd(self.model, usage.prompt_tokens,
+                                            usage.completion_tokens, usage.cached_tokens),
             rate_limit=rate_limit(self.manifest.response_headers, response.headers),
         )
 
@@ -402,6 +404,7 @@ def _answered(chain: Chain, info: CallInfo | None, response: ChatResponse,
     if info is not None:
         info.latency_ms = (chain.clock.monotonic() - info.state["started"]) * 1000.0
         info.usage, info.finish_reason = response.usage, response.finish_reason
+        info.cost_usd = stats.cost_usd
         chain.hooks.fire("on_response", info)
 
 
