@@ -421,16 +421,21 @@ def _models(args: argparse.Namespace) -> int:
     from .manifest.load import load_manifest
 
     manifest = load_manifest(args.provider)
-    rows = [(model, info.get("context_window"), info.get("max_output"))
+    fields = ("context_window", "max_output", "input_price", "output_price",
+              "cached_input_price")
+    rows = [(model, [info.get(name) for name in fields], list(info.get("capabilities") or []))
             for model, info in manifest.models.items()]
     if args.json:
-        print(json.dumps([{"id": model, "context_window": context, "max_output": output}
-                          for model, context, output in rows], ensure_ascii=False, indent=2))
+        print(json.dumps([{"id": model, **dict(zip(fields, values, strict=True)),
+                           "capabilities": caps} for model, values, caps in rows],
+                         ensure_ascii=False, indent=2))
     elif not rows:
         print(f"{manifest.id}: the manifest lists no models", file=sys.stderr)
     else:
-        _table([[model, _count(context), _count(output)] for model, context, output in rows],
-               ["MODEL", "CONTEXT", "MAX_OUTPUT"])
+        _table([[model, *(_count(v) for v in values), ",".join(caps) or "-"]
+                for model, values, caps in rows],
+               ["MODEL", "CONTEXT", "MAX_OUTPUT", "IN_$/M", "OUT_$/M", "CACHED_$/M",
+                "CAPABILITIES"])
     return 0
 
 
@@ -438,8 +443,10 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def _count(value: int | None) -> str:
-    return "-" if value is None else str(value)
+def _count(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _table(rows: list[list[str]], heads: list[str]) -> None:

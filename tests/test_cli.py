@@ -262,7 +262,7 @@ def stats_of(data: dict[str, Any], known: set[str]) -> dict[str, Any]:
 
 
 STATS = {"prompt_tokens", "completion_tokens", "total_tokens", "ttft_ms", "attempts", "model",
-         "provider", "cached_tokens", "reasoning_tokens"}
+         "provider", "cached_tokens", "reasoning_tokens", "cost_usd"}
 
 
 def test_json_streamed_is_one_object_of_plain_data(server):
@@ -276,6 +276,8 @@ def test_json_streamed_is_one_object_of_plain_data(server):
                     "tool_calls": [], "finish_reason": "stop",
                     "usage": {"prompt_tokens": 14, "completion_tokens": 8, "total_tokens": 22,
                               "cached_tokens": None, "reasoning_tokens": None}}
+    # gpt-4o-mini's catalogue prices: $0.15 in, $0.60 out per million tokens
+    assert stats.pop("cost_usd") == pytest.approx((14 * 0.15 + 8 * 0.6) / 1e6)
     assert stats == {"prompt_tokens": 14, "completion_tokens": 8, "total_tokens": 22,
                      "attempts": 1, "model": "gpt-4o-mini", "provider": "openai",
                      "cached_tokens": None, "reasoning_tokens": None}
@@ -294,7 +296,8 @@ def test_json_without_streaming(server):
                               "cached_tokens": 0, "reasoning_tokens": 0}}
     assert stats == {"prompt_tokens": 75, "completion_tokens": 15, "total_tokens": 90,
                      "ttft_ms": None, "attempts": 1, "model": "gpt-4.1-mini",
-                     "provider": "openai", "cached_tokens": 0, "reasoning_tokens": 0}
+                     "provider": "openai", "cached_tokens": 0, "reasoning_tokens": 0,
+                     "cost_usd": None}
 
 
 def test_json_carries_the_tool_calls():
@@ -488,20 +491,30 @@ def test_providers_json_with_a_search_path_a_shadow_and_broken_entries(tmp_path)
 
 # ---------------------------------------------------------------- models
 
+PRICED = ("context_window", "max_output", "input_price", "output_price", "cached_input_price")
+
+
 def test_models_prints_the_catalogue():
     done = cli("models", "openai")
     assert (done.returncode, done.stderr) == (0, "")
     lines = [line.split() for line in done.stdout.splitlines()]
-    expected = [[model, str(info["context_window"]), str(info["max_output"])]
+
+    def shown(value: Any) -> str:
+        return "-" if value is None else str(value) if isinstance(value, int) else f"{value:g}"
+
+    expected = [[model, *(shown(info.get(name)) for name in PRICED),
+                 ",".join(info.get("capabilities") or []) or "-"]
                 for model, info in catalogue(OPENAI_YAML).items()]
-    assert lines == [["MODEL", "CONTEXT", "MAX_OUTPUT"], *expected]
+    assert lines == [["MODEL", "CONTEXT", "MAX_OUTPUT", "IN_$/M", "OUT_$/M", "CACHED_$/M",
+                      "CAPABILITIES"], *expected]
 
 
 def test_models_json_and_an_empty_catalogue(tmp_path):
     done = cli("models", "openai", "--json")
     assert (done.returncode, done.stderr) == (0, "")
     assert json.loads(done.stdout) == [
-        {"id": model, "context_window": info["context_window"], "max_output": info["max_output"]}
+        {"id": model, **{name: info.get(name) for name in PRICED},
+         "capabilities": info.get("capabilities") or []}
         for model, info in catalogue(OPENAI_YAML).items()]
     write_manifest(tmp_path, "bare", "Bare", models=False)
     env = {"AI_PROTOCOL_PATH": str(tmp_path)}
