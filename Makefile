@@ -41,9 +41,11 @@ package: venv
 # conformance matrix, packaging.
 test: venv validate lint unit conformance package
 
+# The engine against raw httpx on a local mock provider (see benchmarks/run.py; it
+# writes benchmarks/results.md and results.json), then the framers' throughput and the load test.
 bench: venv
+	$(BIN)/python -m benchmarks
 	$(BIN)/python tools/bench_framing.py
-	$(BIN)/python tools/bench_client.py
 	$(BIN)/python tools/bench_load.py
 
 clean:
