@@ -21,7 +21,7 @@ validate: venv
 	$(BIN)/python -m engine.validate protocols/
 
 lint: venv
-	$(BIN)/ruff check engine conformance tests tools
+	$(BIN)/ruff check engine conformance tests tools benchmarks
 	$(BIN)/mypy
 
 unit: venv
