@@ -89,3 +89,15 @@ def test_bad_expressions():
     for bad in ("", "   ", "a[?", "foo(", "[0"):
         with pytest.raises(PathError):
             compile_path(bad)
+
+
+def test_a_plain_chain_knows_its_root_key():
+    """A chain of field and index steps is null when its first key is missing, so search
+    skips the steps (the differential test above shows the results do not change)."""
+    assert compile_path("usage.prompt_tokens").root == "usage"
+    assert compile_path("choices[0].delta.content").root == "choices"
+    for other in ("a || b", "choices[].x", "@.x", "`1`", "frame().event", "length(a)"):
+        assert compile_path(other).root is None, other
+    assert compile_path("usage.prompt_tokens").search({"choices": []}) is None
+    assert compile_path("usage.prompt_tokens").search([1]) is None
+    assert compile_path("usage.prompt_tokens").search({"usage": {"prompt_tokens": 3}}) == 3

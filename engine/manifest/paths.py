@@ -158,8 +158,14 @@ class Path:
 
     source: str
     getter: Getter
+    # The key a path of plain field and index steps starts with: when the data has no
+    # such key the result is null, so the steps need not run (most frames lack most keys).
+    root: str | None = None
 
     def search(self, data: Any) -> Any:
+        root = self.root
+        if root is not None and not (isinstance(data, dict) and root in data):
+            return None
         try:
             return self.getter(data)
         except jmespath.exceptions.JMESPathError as exc:
@@ -176,4 +182,14 @@ def compile_path(source: str) -> Path:
         parsed = jmespath.compile(source)
     except jmespath.exceptions.JMESPathError as exc:
         raise PathError(f"invalid JMESPath {source!r}: {exc}") from None
-    return Path(source, _compile(parsed.parsed))
+    return Path(source, _compile(parsed.parsed), _root(parsed.parsed))
+
+
+def _root(node: Any) -> str | None:
+    """The first key of a chain of field and index steps (see :attr:`Path.root`)."""
+    kind = node["type"]
+    if kind == "field":
+        return str(node["value"])
+    if kind in ("subexpression", "index_expression"):
+        return _root(node["children"][0])
+    return None
