@@ -96,6 +96,9 @@ __all__ = [
 _secrets_lock = threading.Lock()
 _secrets: set[str] = set()
 _short: dict[str, re.Pattern[str]] = {}
+# What redact() reads, without the lock: rebuilt (longest first) whenever a secret is
+# registered, which happens at client creation, never per request.
+_snapshot: tuple[tuple[str, ...], tuple[re.Pattern[str], ...]] = ((), ())
 _REDACTED = "[REDACTED]"
 # Below this length a secret is redacted only where it stands alone (between
 # characters that cannot be part of a key), so a short "key" such as "abc"
@@ -113,6 +116,7 @@ def register_secret(value: str | None) -> None:
         return
     forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
              base64.b64encode(value.encode()).decode().rstrip("=")}
+    global _snapshot
     with _secrets_lock:
         for form in forms:
             if len(form) >= _SHORT:
@@ -120,6 +124,7 @@ def register_secret(value: str | None) -> None:
             elif form not in _short:
                 _short[form] = re.compile(r"(?<![A-Za-z0-9_-])" + re.escape(form)
                                           + r"(?![A-Za-z0-9_-])")
+        _snapshot = (tuple(sorted(_secrets, key=len, reverse=True)), tuple(_short.values()))
 
 
 # A run this long of a secret's start counts as the secret: an excerpt cut
@@ -129,11 +134,9 @@ _FRAGMENT = 12
 
 def redact(text: str) -> str:
     """Return *text* with every registered secret (or a cut-off start of one) redacted."""
-    if not _secrets and not _short:
+    secrets, short = _snapshot
+    if not secrets and not short:
         return text
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-        short = list(_short.values())
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, _REDACTED)
