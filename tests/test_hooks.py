@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from answers import OPENAI_HI as ANSWER
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,10 +26,6 @@ from engine.otel import OpenTelemetryHook, default_hook
 
 MODEL = "openai/gpt-4o-mini"
 KEY = "sk-hooks-0123456789abcdef"
-ANSWER = {"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
-          "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                       "finish_reason": "stop"}],
-          "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
 OVERLOADED = {"error": {"message": "The server is overloaded", "type": "server_error",
                         "code": "server_is_overloaded"}}
 STREAM = [b'data: {"choices":[{"index":0,"delta":{"content":"he"}}]}\n\n',

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import httpx
+from answers import OPENAI_HI as ANSWER
 
 from engine import SyncAiClient
 from engine.manifest.model import HeaderFacts
@@ -27,10 +28,6 @@ FACTS = HeaderFacts(
                                      "anthropic-style-tokens-remaining"),
                 "tokens_reset": ("x-ratelimit-reset-tokens",)})
 KEY = "sk-metadata-0123456789"
-ANSWER = {"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini",
-          "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                       "finish_reason": "stop"}],
-          "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
 
 
 def test_request_id_first_named_header_present() -> None:

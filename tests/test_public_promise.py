@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from answers import OPENAI_HI as ANSWER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,10 +28,6 @@ from engine.conformance.server import ReplayServer, ScriptedResponse
 
 MODEL = "openai/gpt-4o-mini"
 KEY = "sk-test-0123456789abcdef"
-ANSWER = {"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini",
-          "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                       "finish_reason": "stop"}],
-          "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
 WEATHER = {"name": "get_weather", "description": "Weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
 

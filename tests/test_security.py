@@ -26,16 +26,13 @@ from typing import Any
 import brotli
 import httpx
 import pytest
+from answers import OPENAI_HI as ANSWER
 
 from engine import AiClient, EngineError, Limits, SyncAiClient, Timeouts
 from engine.conformance.server import RecordedRequest, ReplayServer, ScriptedResponse
 
 MODEL = "openai/gpt-4o-mini"
 KEY = "sk-live-SECURITY-0123456789"
-ANSWER = {"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini",
-          "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                       "finish_reason": "stop"}],
-          "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
 STREAM = [b'data: {"choices":[{"index":0,"delta":{"content":"he"}}]}\n\n',
           b'data: {"choices":[{"index":0,"delta":{"content":"llo"},"finish_reason":"stop"}]}'
           b"\n\n", b"data: [DONE]\n\n"]
