@@ -393,7 +393,8 @@ def _manifest_files() -> tuple[list[tuple[str, Path]], list[EngineError]]:
     problems: list[EngineError] = []
     for directory in search_dirs():
         try:
-            files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+            files = sorted((p for p in directory.iterdir() if p.suffix in (".yaml", ".yml")),
+                           key=lambda p: p.stem)
         except OSError as exc:
             problems.append(EngineError("invalid_request", f"{PATH_ENV} names {directory}: "
                                         f"{exc.strerror or exc}"))

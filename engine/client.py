@@ -320,7 +320,7 @@ def _hooks(hooks: Any) -> HookSet:
 
 
 def _chain(model: Any, api_key: Any, base_url: Any, max_retries: Any, retry: Any,
-           clock: Any, hooks: Any) -> Chain:
+           clock: Any, hooks: Any, settings: Any) -> Chain:
     """The checked chain of a ``create`` call (the one place its arguments are checked)."""
     configure_from_env()  # ENGINE_LOG, read once per process
     models = inputs.model_ids(model)
@@ -333,7 +333,8 @@ def _chain(model: Any, api_key: Any, base_url: Any, max_retries: Any, retry: Any
     if clock is not None and not isinstance(clock, Clock):
         raise inputs.invalid(f"clock must be a Clock, got {type(clock).__name__}")
     return Chain(models, load_manifest, api_key=keys, base_url=urls,
-                 max_retries=max_retries, retry=retry, clock=clock, hooks=_hooks(hooks))
+                 max_retries=max_retries, retry=retry, clock=clock, hooks=_hooks(hooks),
+                 settings=inputs.settings_map(settings))
 
 
 def _limits(limits: Any) -> Limits | None:
@@ -365,15 +366,20 @@ class AiClient:
                      http_client: AsyncHttpClient | None = None,
                      retry: RetryPolicy | None = None, clock: Clock | None = None,
                      limits: Limits | None = None,
-                     hooks: Sequence[Any] | None = None) -> AiClient:
+                     hooks: Sequence[Any] | None = None,
+                     settings: Mapping[str, str] | None = None) -> AiClient:
         """``api_key`` and ``base_url`` may map a provider or model id to its value.
 
         ``timeout``: seconds for every phase, a :class:`Timeouts`, or None for
         no limit; the default waits 5 s to connect and 600 s for data.
         ``hooks``: objects with ``on_request`` / ``on_response`` / ``on_error``
         (:mod:`engine.hooks`), called for every attempt.
+        ``settings``: values for the settings the manifest declares (a region,
+        a resource, an API version), by name; each falls back to its
+        environment variable and default, and a missing required one is
+        refused here.
         """
-        chain = _chain(model, api_key, base_url, max_retries, retry, clock, hooks)
+        chain = _chain(model, api_key, base_url, max_retries, retry, clock, hooks, settings)
         return cls(chain, AsyncTransport(Timeouts.of(timeout), http_client, _limits(limits)))
 
     @property
@@ -428,8 +434,9 @@ class SyncAiClient:
                http_client: SyncHttpClient | None = None,
                retry: RetryPolicy | None = None, clock: Clock | None = None,
                limits: Limits | None = None,
-               hooks: Sequence[Any] | None = None) -> SyncAiClient:
-        chain = _chain(model, api_key, base_url, max_retries, retry, clock, hooks)
+               hooks: Sequence[Any] | None = None,
+               settings: Mapping[str, str] | None = None) -> SyncAiClient:
+        chain = _chain(model, api_key, base_url, max_retries, retry, clock, hooks, settings)
         return cls(chain, SyncTransport(Timeouts.of(timeout), http_client, _limits(limits)))
 
     @property

@@ -24,12 +24,14 @@ __all__ = [
     "api_key",
     "base_url",
     "choice",
+    "did_you_mean",
     "header_map",
     "integer",
     "json_object",
     "model_ids",
     "number",
     "per_model",
+    "settings_map",
     "stop_list",
     "text",
 ]
@@ -78,12 +80,17 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
     return value
 
 
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or ``""``."""
+    near = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
 def choice(name: str, value: Any, allowed: Iterable[str]) -> str:
     options = sorted(allowed)
     if isinstance(value, str) and value in options:
         return value
-    near = difflib.get_close_matches(value, options, n=1) if isinstance(value, str) else []
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    hint = did_you_mean(value, options) if isinstance(value, str) else ""
     raise invalid(f"{name} must be one of {', '.join(map(repr, options))}, "
                   f"{_got(value)}{hint}")
 
@@ -164,6 +171,19 @@ def base_url(value: Any, where: str = "base_url") -> str | None:
                       f"the provider's authentication. Pass the key as api_key instead")
     del port  # parsed only to reject a port out of range
     return value
+
+
+def settings_map(value: Any) -> dict[str, str]:
+    """``settings=``: a mapping of setting name to its text (each value checked later,
+    against what the manifest declares)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise invalid(f"settings must be a mapping of setting name to str, {_got(value)}")
+    for name in value:
+        if not isinstance(name, str):
+            raise invalid(f"settings keys must be str, got {_shown(name)}")
+    return dict(value)
 
 
 def per_model(name: str, value: Any, check: Any) -> str | Mapping[str, str] | None:

@@ -93,7 +93,7 @@ OWNERS = {
 TOOLS_MAY_USE = {"yaml", "cerberus"}
 # protocol.render may be imported by loading; nothing else of the protocol layer is.
 LOADING_MAY_IMPORT = {"engine.protocol.render", "engine.protocol.auth", "engine.protocol.framing",
-                      "engine.protocol.classify"}
+                      "engine.protocol.classify", "engine.protocol.settings"}
 
 
 def module_name(path: Path) -> str:

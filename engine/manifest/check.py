@@ -36,6 +36,7 @@ import cerberus
 from ..errors import EngineError, ManifestError
 from ..protocol.classify import kind_for_status
 from ..protocol.render import prepare
+from ..protocol.settings import render_base_url
 from ..retry import RetryPolicy
 from ..types import ChatRequest, Message, Tool, ToolCall
 from .compile import Problems, body_layers, compile_manifest, owner
@@ -299,12 +300,21 @@ def dry_run(manifest: Manifest, data: Mapping[str, Any] | None = None) -> list[
     rather than where it lands in the request.
     """
     models = ["sample-model", *manifest.models]
+    settings = {name: spec.default or f"sample-{name}" for name, spec in manifest.settings.items()}
+    if manifest.base_url_template is not None:
+        try:
+            render_base_url(manifest, settings)
+        except ManifestError as exc:
+            return [(("base_url",), exc.detail)]
+        except EngineError as exc:
+            return [(("base_url",), exc.message)]
     for request in _samples():
         for model in models:
             for stream in (False, True) if manifest.stream else (False,):
                 # The first failure is reported; the same template would fail again.
                 try:
-                    prepare(manifest, request, model, api_key="sk-dry-run-key", stream=stream)
+                    prepare(manifest, request, model, api_key="sk-dry-run-key", stream=stream,
+                            settings=settings)
                 except ManifestError as exc:
                     key = exc.key or ("chat",)
                     return [(_written(manifest, data, model, stream, key), exc.detail)]

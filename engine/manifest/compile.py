@@ -41,6 +41,7 @@ from .model import (
     Matcher,
     ResponseSpec,
     RetryHint,
+    SettingSpec,
     StreamSpec,
     ToolCallRule,
     Variant,
@@ -246,6 +247,8 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         name=data.get("name", data["id"]),
         source=str(report.chain[0].path) if report.chain else "",
         base_url=data["base_url"].rstrip("/"),
+        settings=_settings(c, data.get("settings") or {}),
+        base_url_template=_base_url_template(c, data),
         base_url_env=tuple(data.get("base_url_env") or ()),
         response_headers=_header_facts(data.get("response_headers") or {}),
         headers=c.tree(data["headers"], ("headers",)) if data.get("headers") else None,
@@ -260,6 +263,38 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         tool_choice_modes=frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
         stream_errors=_stream_errors(caps, stream, report),
     )
+
+
+def _settings(c: _Compiler, spec: Mapping[str, Any]) -> dict[str, SettingSpec]:
+    out = {}
+    for name, item in spec.items():
+        item = item or {}
+        key = ("settings", name)
+        pattern = None
+        if "pattern" in item:
+            try:
+                pattern = compile_pattern(rf"\A(?:{item['pattern']})\Z")
+            except PatternError as exc:
+                c.report.add((*key, "pattern"), str(exc))
+        if pattern is not None and "default" in item and not pattern.search(item["default"]):
+            c.report.add((*key, "default"), f"{item['default']!r} does not match the "
+                         f"setting's own pattern")
+        if item.get("required") and "default" in item:
+            c.report.add((*key, "required"), "a setting with a default is never missing; "
+                         "drop 'required' or the default")
+        out[name] = SettingSpec(name=name, env=tuple(item.get("env") or ()),
+                                default=item.get("default"),
+                                required=bool(item.get("required", False)), pattern=pattern,
+                                description=item.get("description", ""))
+    return out
+
+
+def _base_url_template(c: _Compiler, data: Mapping[str, Any]) -> Node | None:
+    """The base URL as a template when it reads settings (``{{ settings.x }}``)."""
+    url = data["base_url"]
+    if "{{" not in url:
+        return None
+    return c.tree(url.rstrip("/"), ("base_url",))
 
 
 def _stream_errors(caps: Mapping[str, Any], stream: StreamSpec | None,

@@ -42,7 +42,9 @@ def _types(rule: Mapping[str, Any]) -> list[str]:
     raw = rule.get("type")
     names = [] if raw is None else [raw] if isinstance(raw, str) else list(raw)
     out = [_TYPES[name] for name in names]
-    if rule.get("nullable") and out:
+    # A child file deletes any inherited key with null, and the file alone does not
+    # say whether it is a child: null is accepted everywhere (the validator judges).
+    if out:
         out.append("null")
     return out
 
@@ -65,6 +67,8 @@ def _rule(rule: Mapping[str, Any], path: KeyPath, full: bool) -> dict[str, Any]:
     if "anyOf" in children:  # a named list: the list itself, or a patch of it
         return children
     out.update(children)
+    if types:  # the container's own types, null included, over _fields' "object"
+        out["type"] = types[0] if len(types) == 1 else types
     return out
 
 
@@ -115,7 +119,8 @@ def _fields(fields: Mapping[str, Any], path: KeyPath, full: bool) -> dict[str, A
 def _patch(item: Mapping[str, Any], path: KeyPath) -> dict[str, Any]:
     """The patch form of a named list: name -> a change (nothing required) or null."""
     change = _rule(item, (*path, 0), full=False)
-    if change.get("type") == "object":
+    kinds = change.get("type")
+    if kinds == "object" or (isinstance(kinds, list) and "object" in kinds):
         change["properties"] = {**change.get("properties", {}),
                                 **{key: {"type": "string", "pattern": f"^{NAME_PATTERN}$"}
                                    for key in PLACE_KEYS}}

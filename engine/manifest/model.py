@@ -37,6 +37,7 @@ __all__ = [
     "Matcher",
     "ResponseSpec",
     "RetryHint",
+    "SettingSpec",
     "StreamSpec",
     "ToolCallRule",
     "Variant",
@@ -46,6 +47,25 @@ TOOL_CHOICE_MODES = frozenset({"auto", "none", "required", "tool"})
 # The usage fields a manifest may extract (the fields of engine.types.Usage).
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
                 "reasoning_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """A client setting the manifest's templates read as ``settings.<name>``.
+
+    Its value comes from ``AiClient.create(settings=...)``, else the first set
+    variable of ``env``, else ``default``; a ``required`` one without a value
+    refuses the client. ``pattern`` (anchored at both ends) is what a value
+    must match; without one, a value is URL-safe text (see
+    :mod:`engine.protocol.settings`).
+    """
+
+    name: str
+    env: tuple[str, ...] = ()
+    default: str | None = None
+    required: bool = False
+    pattern: Pattern | None = None
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +242,10 @@ class Manifest:
     base_url_env: tuple[str, ...] = ()
     response_headers: HeaderFacts = field(default_factory=HeaderFacts)
     stream_errors: bool = True
+    # Declared client settings, and the base URL as a template over them (when it
+    # reads settings; else None and base_url is the address).
+    settings: Mapping[str, SettingSpec] = field(default_factory=dict)
+    base_url_template: Node | None = None
 
     def model_info(self, model: str) -> dict[str, Any]:
         info = self.models.get(model) or {}

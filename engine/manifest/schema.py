@@ -40,6 +40,7 @@ from .merge import PLACE_KEYS
 from .model import MODEL_CAPABILITIES, RATE_LIMIT_FIELDS, USAGE_FIELDS
 
 __all__ = ["AUTH_SCHEMES", "CHUNK", "FRAMINGS", "NAMED_LISTS", "NAME_PATTERN", "SCHEMA",
+           "SETTING_NAME",
            "USAGE_FIELDS", "Piece", "Shaped", "shape", "suggest"]
 
 AUTH_SCHEMES = tuple(_AUTH_REGISTRY)
@@ -57,6 +58,9 @@ NAMED_LISTS: tuple[KeyPath, ...] = (
 )
 
 _NAME = {"type": "string", "regex": f"^{NAME_PATTERN}$"}
+_ENV_NAME = {"type": "string", "regex": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+# A client setting's name, as templates see it (settings.<name>).
+SETTING_NAME = r"[a-z][a-z0-9_]{0,31}"
 _PATH = {"type": "string", "empty": False}
 _TREE: dict[str, Any] = {"nullable": True}  # a template tree: checked by compiling it
 _STR_OR_LIST = {"type": ["string", "list"], "schema": {"type": "string"}}
@@ -175,7 +179,22 @@ SCHEMA: dict[str, Any] = {
     "id": {"type": "string", "required": True},  # its form: locate.valid_id, in check
     "name": {"type": "string"},
     "extends": {"type": "string", "empty": False},
+    # A template string may fill parts of it from settings ({{ settings.name }}).
     "base_url": {"type": "string", "regex": r"^https?://.+", "required": True},
+    "settings": {
+        "type": "dict",
+        "keysrules": {"type": "string", "regex": f"^{SETTING_NAME}$"},
+        "valuesrules": {
+            "type": "dict",
+            "schema": {
+                "env": {"type": "list", "schema": _ENV_NAME},
+                "default": {"type": "string"},
+                "required": {"type": "boolean"},
+                "pattern": {"type": "string", "empty": False},
+                "description": {"type": "string"},
+            },
+        },
+    },
     "response_headers": {
         "type": "dict",
         "schema": {

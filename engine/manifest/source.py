@@ -220,15 +220,16 @@ def _frozen(value: Any) -> Any:
 def _origin_bound(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     """The parent without what is bound to its origin, when the child names its own.
 
-    A key variable (``auth.env``), a base-URL variable (``base_url_env``) and
-    the model catalogue (``models``) belong to the parent's server: a child
+    A key variable (``auth.env``), a base-URL variable (``base_url_env``), the
+    settings that fill the parent's address (``settings``) and the model
+    catalogue (``models``) belong to the parent's server: a child
     that sets ``base_url`` inherits none of them, so a user's key for one
     provider is never sent to another's host, and one host's models (and
     prices) are never listed as another's.
     """
     if "base_url" not in child:
         return parent
-    out = {k: v for k, v in parent.items() if k not in ("base_url_env", "models")}
+    out = {k: v for k, v in parent.items() if k not in ("base_url_env", "models", "settings")}
     if isinstance(out.get("auth"), dict):
         out["auth"] = {k: v for k, v in out["auth"].items() if k != "env"}
     return out

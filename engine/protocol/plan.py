@@ -56,6 +56,9 @@ from .decode import END, NEED_DATA, StreamDecoder
 from .metadata import public_headers, rate_limit, request_id
 from .render import PreparedRequest, prepare
 from .rules import FrameRules
+from .settings import check_names as check_setting_names
+from .settings import render_base_url
+from .settings import resolve as resolve_settings
 
 __all__ = [
     "DRAIN_LIMIT",
@@ -191,9 +194,10 @@ class Target:
 
     def __init__(self, model_id: str, manifest: Manifest, *, api_key: PerModel,
                  base_url: PerModel, max_retries: int | None, retry: RetryPolicy | None,
-                 clock: Clock) -> None:
+                 clock: Clock, settings: Mapping[str, str] | None = None) -> None:
         self.provider, self.model = split_model(model_id)
         self.manifest = manifest
+        self.settings = resolve_settings(manifest, settings or {})
         key = _pick(api_key, model_id, self.provider)
         where = "api_key"
         if key is None:
@@ -201,14 +205,16 @@ class Target:
             key, where = (os.environ[name], f"${name}") if name else (None, "")
         register_secret(key)  # before the check: a refused key must not reach any text
         self._api_key = inputs.api_key(key, where)
-        self.base_url = _pick(base_url, model_id, self.provider) or _env_base_url(manifest)
+        self.base_url = (_pick(base_url, model_id, self.provider) or _env_base_url(manifest)
+                         or render_base_url(manifest, self.settings))
+        # None: the manifest's own address (base_url_template is None)
         self.policy = (retry or manifest.retry).with_overrides(max_retries=max_retries)
         self.clock = clock
         self._rules: FrameRules | None = None
 
     def prepare(self, request: ChatRequest, stream: bool) -> PreparedRequest:
         return prepare(self.manifest, request, self.model, api_key=self._api_key,
-                       base_url=self.base_url, stream=stream)
+                       base_url=self.base_url, stream=stream, settings=self.settings)
 
     def error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> EngineError:
         return classify(self.manifest, status, headers, body)
@@ -302,15 +308,19 @@ class Chain:
     def __init__(self, models: str | Sequence[str], load: Callable[[str], Manifest], *,
                  api_key: PerModel, base_url: PerModel, max_retries: int | None,
                  retry: RetryPolicy | None, clock: Clock | None,
-                 hooks: HookSet | None = None) -> None:
+                 hooks: HookSet | None = None, settings: Mapping[str, str] | None = None
+                 ) -> None:
         ids = [models] if isinstance(models, str) else list(models)
         self.hooks = hooks or HookSet()
         if not ids:
             raise EngineError("invalid_request", "no model given", retryable=False)
         self.clock = clock or Clock()
-        self.targets = [Target(m, load(split_model(m)[0]), api_key=api_key, base_url=base_url,
-                               max_retries=max_retries, retry=retry, clock=self.clock)
-                        for m in ids]
+        manifests = [load(split_model(m)[0]) for m in ids]
+        check_setting_names(settings or {}, manifests)
+        self.targets = [Target(m, manifest, api_key=api_key, base_url=base_url,
+                               max_retries=max_retries, retry=retry, clock=self.clock,
+                               settings=settings)
+                        for m, manifest in zip(ids, manifests, strict=True)]
 
     @property
     def primary(self) -> Target:

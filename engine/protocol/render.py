@@ -2,7 +2,7 @@
 
 Pure: no I/O. The manifest's compiled templates receive a context of plain
 data (model, messages, system, params, tools, tool_choice, stream,
-model_info) and produce the URL, headers and JSON body. Auth is applied by a
+model_info, settings) and produce the URL, headers and JSON body. Auth is applied by a
 scheme from :data:`AUTH_SCHEMES`. The body is serialized with ``json.dumps``
 from the rendered structure, so it is valid JSON whatever the text contains.
 """
@@ -74,7 +74,8 @@ def normalize_tool_choice(choice: Any) -> dict[str, Any] | None:
 
 
 def build_context(request: ChatRequest, model: str, manifest: Manifest,
-                  stream: bool) -> dict[str, Any]:
+                  stream: bool, settings: Mapping[str, str | None] | None = None
+                  ) -> dict[str, Any]:
     """The plain-data context every template of the manifest sees."""
     messages = [m.to_context() for m in request.messages]
     names = {tc.id: tc.name for m in request.messages for tc in m.tool_calls}
@@ -92,7 +93,12 @@ def build_context(request: ChatRequest, model: str, manifest: Manifest,
         "tool_choice": normalize_tool_choice(request.tool_choice),
         "stream": stream,
         "model_info": manifest.model_info(model),
+        "settings": dict(settings) if settings is not None else _unset(manifest),
     }
+
+
+def _unset(manifest: Manifest) -> dict[str, None]:
+    return dict.fromkeys(manifest.settings)
 
 
 # ---------------------------------------------------------------- prepare
@@ -131,11 +137,12 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
 
 
 def prepare(manifest: Manifest, request: ChatRequest, model: str, *, api_key: str | None,
-            base_url: str | None = None, stream: bool = False) -> PreparedRequest:
+            base_url: str | None = None, stream: bool = False,
+            settings: Mapping[str, str | None] | None = None) -> PreparedRequest:
     """Render the request for *manifest*; raise EngineError on any problem."""
     check_capabilities(manifest, request, stream)
     pid = manifest.id
-    ctx = build_context(request, model, manifest, stream)
+    ctx = build_context(request, model, manifest, stream, settings)
     chat = manifest.chat
     variant = chat.variant_for(model)
     spec = chat.stream if stream else None
