@@ -86,6 +86,8 @@ SCHEMA: dict[str, Any] = {
         "tool_choice": {"type": ["string", "dict"]},
         "stream": {"type": "boolean"},
         "max_retries": {"type": "integer", "min": 0, "max": 5},
+        # client settings, passed to AiClient.create(settings=...)
+        "settings": {"type": "dict", "valuesrules": {"type": "string"}},
     }},
     "sent": {"type": "dict", "required": True, "schema": {
         "method": {"type": "string", "required": True},

@@ -28,6 +28,7 @@ from ..clock import Clock
 from ..manifest.load import load_manifest
 from ..manifest.locate import find_manifest, search_dirs
 from ..manifest.model import Manifest
+from ..protocol.settings import render_base_url, samples
 from .data import data_dir
 from .fixture import API_KEY, SCENARIOS, Fixture, load_fixtures, resplit
 from .server import RecordedRequest, ReplayServer, ScriptedResponse
@@ -268,6 +269,14 @@ def _compare_error(expect: dict[str, Any], error: EngineError | None) -> list[st
     return problems
 
 
+def _base_path(manifest: Manifest, settings: dict[str, str]) -> str:
+    """The path of the provider's base URL (its settings filled in), kept on the replay
+    server so that ``sent.path`` is the whole path the provider would receive."""
+    given = {**samples(manifest), **settings}
+    url = render_base_url(manifest, given) or manifest.base_url
+    return urlsplit(url).path.rstrip("/")
+
+
 def _scripted(status: int, headers: dict[str, str], chunks: tuple[bytes, ...],
               stream: bool) -> ScriptedResponse:
     return ScriptedResponse(status=status, headers=list(headers.items()), chunks=list(chunks),
@@ -289,14 +298,16 @@ async def _run_fixture(case: Case, server: ReplayServer) -> list[str]:
 
     server.handler = handler
     manifest = load_manifest(fx.provider)
-    base = urlsplit(manifest.base_url).path.rstrip("/")
     request = fx.request
+    settings = dict(request.get("settings") or {})
+    base = _base_path(manifest, settings)
     clock = _NoSleep()
     got: dict[str, Any] = {}
     error: EngineError | None = None
     async with await AiClient.create(f"{fx.provider}/{fx.data['model']}", api_key=API_KEY,
                                      base_url=server.url + base, clock=clock,
-                                     max_retries=request.get("max_retries", 0)) as client:
+                                     max_retries=request.get("max_retries", 0),
+                                     settings=settings) as client:
         try:
             chat = _build(client, request)
             if fx.stream:
@@ -372,11 +383,13 @@ async def _run_refusal(case: Case, server: ReplayServer) -> list[str]:
 
     server.handler = handler
     manifest = load_manifest(case.provider)
-    base = urlsplit(manifest.base_url).path.rstrip("/")
+    settings = samples(manifest)
+    base = _base_path(manifest, settings)
     tool = {"name": "get_weather", "description": "Weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}}}
     async with await AiClient.create(f"{case.provider}/any-model", api_key=API_KEY,
-                                     base_url=server.url + base, max_retries=0) as client:
+                                     base_url=server.url + base, max_retries=0,
+                                     settings=settings) as client:
         try:
             chat = client.chat().user("What is the weather in Paris?")
             if NEEDS.get(case.scenario) == "tools" or case.scenario == "stream_tools":

@@ -36,7 +36,7 @@ import cerberus
 from ..errors import EngineError, ManifestError
 from ..protocol.classify import kind_for_status
 from ..protocol.render import prepare
-from ..protocol.settings import render_base_url
+from ..protocol.settings import render_base_url, samples
 from ..retry import RetryPolicy
 from ..types import ChatRequest, Message, Tool, ToolCall
 from .compile import Problems, body_layers, compile_manifest, owner
@@ -300,7 +300,7 @@ def dry_run(manifest: Manifest, data: Mapping[str, Any] | None = None) -> list[
     rather than where it lands in the request.
     """
     models = ["sample-model", *manifest.models]
-    settings = {name: spec.default or f"sample-{name}" for name, spec in manifest.settings.items()}
+    settings = samples(manifest)
     if manifest.base_url_template is not None:
         try:
             render_base_url(manifest, settings)

@@ -25,7 +25,8 @@ from ..errors import EngineError
 from ..manifest.model import Manifest, SettingSpec
 from ..manifest.templates import render_checked
 
-__all__ = ["MAX_SETTING_LENGTH", "SAFE_VALUE", "check_names", "render_base_url", "resolve"]
+__all__ = ["MAX_SETTING_LENGTH", "SAFE_VALUE", "check_names", "render_base_url", "resolve",
+           "samples"]
 
 MAX_SETTING_LENGTH = 256
 # A value without a declared pattern: letters, digits and . _ ~ : - (it may land in a
@@ -121,3 +122,9 @@ def render_base_url(manifest: Manifest, settings: Mapping[str, str | None]) -> s
     checked = inputs.base_url(url, f"{manifest.id}'s base_url")
     assert checked is not None  # a str in, a str out
     return checked
+
+
+def samples(manifest: Manifest) -> dict[str, str]:
+    """A value for every declared setting (its default, else ``sample-<name>``), for
+    renders that need some value: the validator's dry run, refusal checks."""
+    return {name: spec.default or f"sample-{name}" for name, spec in manifest.settings.items()}
