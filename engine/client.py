@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
+
+import sniffio
 
 from . import inputs
 from .clock import Clock
 from .errors import EngineError
 from .events import StreamEvent
 from .hooks import HookSet
+from .io.credentials import credential_for
 from .io.drivers import call_async, call_sync, stream_async, stream_sync
 from .io.transport import AsyncHttpClient, AsyncTransport, SyncHttpClient, SyncTransport
 from .limits import DEFAULT_TIMEOUTS, Limits, Timeouts
@@ -190,6 +193,8 @@ class AsyncChat(_Builder):
 
     async def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
         chain = self._client._chain
+        if chain.stale_credentials():
+            await _in_worker(chain.refresh_credentials)
         plan = call_plan(chain, self.build(), self._policy, self._timeouts)
         result: tuple[ChatResponse, Stats] = await call_async(plan, self._client._transport,
                                                               chain.clock)
@@ -211,6 +216,7 @@ class SyncChat(_Builder):
 
     def execute_with_stats(self) -> tuple[ChatResponse, Stats]:
         chain = self._client._chain
+        chain.refresh_credentials()
         plan = call_plan(chain, self.build(), self._policy, self._timeouts)
         result: tuple[ChatResponse, Stats] = call_sync(plan, self._client._transport,
                                                        chain.clock)
@@ -244,7 +250,10 @@ class _StreamBase:
 
     def __init__(self, chain: Chain, request: ChatRequest, builder: _Builder,
                  max_frame_bytes: int) -> None:
-        # Every model's request is rendered now, so a bad request fails at .stream().
+        # A stale token is fetched here, blocking (an async client can avoid that with
+        # ``await client.refresh_credentials()`` first); every model's request is
+        # rendered now, so a bad request fails at .stream().
+        chain.refresh_credentials()
         self._plan = stream_plan(chain, request, builder._policy, max_frame_bytes,
                                  builder._timeouts)
         self._result = _Result()
@@ -334,7 +343,17 @@ def _chain(model: Any, api_key: Any, base_url: Any, max_retries: Any, retry: Any
         raise inputs.invalid(f"clock must be a Clock, got {type(clock).__name__}")
     return Chain(models, load_manifest, api_key=keys, base_url=urls,
                  max_retries=max_retries, retry=retry, clock=clock, hooks=_hooks(hooks),
-                 settings=inputs.settings_map(settings))
+                 settings=inputs.settings_map(settings), credentials=credential_for)
+
+
+async def _in_worker(fn: Callable[[], None]) -> None:
+    """Run blocking *fn* (a credential fetch) off the event loop."""
+    if sniffio.current_async_library() == "trio":  # pragma: no cover  # trio is not a dependency
+        import trio
+        await trio.to_thread.run_sync(fn)
+        return
+    import asyncio
+    await asyncio.to_thread(fn)
 
 
 def _limits(limits: Any) -> Limits | None:
@@ -402,6 +421,11 @@ class AiClient:
     def chat(self) -> AsyncChat:
         return AsyncChat(self)
 
+    async def refresh_credentials(self) -> None:
+        """Fetch run-time credentials now (a token command, signing credentials) in a
+        worker thread, so the next call or stream does not wait for them."""
+        await _in_worker(self._chain.refresh_credentials)
+
     async def aclose(self) -> None:
         await self._transport.aclose()
 
@@ -457,6 +481,10 @@ class SyncAiClient:
 
     def chat(self) -> SyncChat:
         return SyncChat(self)
+
+    def refresh_credentials(self) -> None:
+        """Fetch run-time credentials now (a token command, signing credentials)."""
+        self._chain.refresh_credentials()
 
     def close(self) -> None:
         self._transport.close()

@@ -22,6 +22,7 @@ from .errors import EngineError
 __all__ = [
     "MAX_MODEL_ID",
     "api_key",
+    "api_key_problem",
     "base_url",
     "choice",
     "did_you_mean",
@@ -124,7 +125,8 @@ def header_map(value: Any) -> dict[str, str]:
     return out
 
 
-def _key_problem(key: str) -> str | None:
+def api_key_problem(key: str) -> str | None:
+    """What makes *key* unusable in an HTTP header, or None."""
     for char in key:
         if char in "\r\n":
             return "a line break (was it read from a file with its trailing newline?)"
@@ -143,7 +145,7 @@ def api_key(value: Any, where: str = "api_key") -> str | None:
         return None
     if not isinstance(value, str):
         raise invalid(f"{where} must be a str, got {type(value).__name__}")
-    problem = _key_problem(value)
+    problem = api_key_problem(value)
     if problem is not None:
         raise invalid(f"the API key ({where}) contains {problem}; HTTP headers cannot "
                       f"carry it. Strip it before passing it")

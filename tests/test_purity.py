@@ -26,6 +26,11 @@ FORBIDDEN = [
     "retry-after-ms", "message_stop", "[DONE]",
 ]
 
+# Public names fixed by the providers issue: the auth scheme of Signature Version 4
+# signing and the extra that installs its signer. They name a signing standard the
+# engine implements for any manifest, not a provider's API; nothing else may.
+ALLOWED_NAMES = ("aws-sigv4", "engine[aws]")
+
 
 def _engine_sources() -> list[Path]:
     return sorted(p for p in ENGINE.rglob("*.py") if "_protocols" not in p.parts)
@@ -49,6 +54,8 @@ def test_no_provider_knowledge_in_engine():
     hits = []
     for path in _engine_sources():
         for number, line in enumerate(path.read_text().splitlines(), 1):
+            for allowed in ALLOWED_NAMES:
+                line = line.replace(allowed, "")
             for match in pattern.finditer(line):
                 where = f"{path.relative_to(ROOT)}:{number}"
                 hits.append(f"{where}: {match.group(0)!r}: {line.strip()}")

@@ -44,7 +44,7 @@ from .locate import KeyPath, id_problem, reach, valid_id
 from .model import Manifest
 from .schema import NAMED_LISTS, SCHEMA, Piece, Shaped, shape, suggest
 from .source import trace
-from .templates import TemplateError
+from .templates import TemplateError, render_checked
 
 __all__ = ["CheckResult", "check", "check_file", "dry_run"]
 
@@ -301,6 +301,12 @@ def dry_run(manifest: Manifest, data: Mapping[str, Any] | None = None) -> list[
     """
     models = ["sample-model", *manifest.models]
     settings = samples(manifest)
+    if manifest.auth.region is not None:
+        try:
+            render_checked(manifest.auth.region, {"settings": settings}, "auth.region",
+                           manifest.id)
+        except ManifestError as exc:
+            return [(("auth", "region"), exc.detail)]
     if manifest.base_url_template is not None:
         try:
             render_base_url(manifest, settings)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..protocol.auth import SIGNING_SCHEME, SOURCED_SCHEMES, TOKEN_SCHEME
 from ..retry import RetryPolicy
 from .locate import KeyPath, Origins, RawDoc, format_path, named_path, reach
 from .merge import deep_merge
@@ -227,7 +228,7 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
     c = _Compiler(report)
     chat = data["chat"]
     c.role_table(chat.get("message"))
-    auth = _auth(data["auth"], report)
+    auth = _auth(c, data["auth"], report)
     response = _response(c, chat["response"])
     stream = _stream(c, chat.get("stream"))
     stream_body = (chat.get("stream") or {}).get("body") or {} if stream is not None else None
@@ -327,13 +328,13 @@ def _own_host_child(report: Problems) -> bool:
     return len(report.chain) > 1 and "base_url" in report.chain[0].data
 
 
-def _auth(spec: Mapping[str, Any], report: Problems) -> AuthSpec:
+def _auth(c: _Compiler, spec: Mapping[str, Any], report: Problems) -> AuthSpec:
     scheme = spec["scheme"]
     if scheme == "header" and not spec.get("header"):
         report.add(("auth", "scheme"), "scheme 'header' needs auth.header")
     if scheme == "query" and not spec.get("param"):
         report.add(("auth", "scheme"), "scheme 'query' needs auth.param")
-    if scheme != "none" and not spec.get("env"):
+    if scheme not in ("none", *SOURCED_SCHEMES) and not spec.get("env"):
         if _own_host_child(report):
             report.add_in(0, ("base_url",), "a manifest with its own base_url inherits no "
                           "auth.env (a key variable belongs to its host): name this "
@@ -341,9 +342,16 @@ def _auth(spec: Mapping[str, Any], report: Problems) -> AuthSpec:
         else:
             report.add(("auth",), "auth.env must list at least one environment variable")
     for name, allowed in (("header", {"header"}), ("param", {"query"}),
-                          ("prefix", {"header"})):
+                          ("prefix", {"header"}), ("command", {TOKEN_SCHEME}),
+                          ("lifetime", {TOKEN_SCHEME}), ("service", {SIGNING_SCHEME}),
+                          ("region", {SIGNING_SCHEME})):
         if name in spec and scheme not in allowed:
             report.add(("auth", name), f"not used by scheme {scheme!r}")
+    needs = {TOKEN_SCHEME: ("command",), SIGNING_SCHEME: ("service", "region")}
+    for name in needs.get(scheme, ()):
+        if name not in spec:
+            report.add(("auth", "scheme"), f"scheme {scheme!r} needs auth.{name}")
+    region = spec.get("region")
     return AuthSpec(
         scheme=scheme,
         header=spec.get("header"),
@@ -351,6 +359,10 @@ def _auth(spec: Mapping[str, Any], report: Problems) -> AuthSpec:
         param=spec.get("param"),
         env=tuple(spec.get("env") or ()),
         required=spec.get("required", scheme != "none"),
+        command=tuple(spec.get("command") or ()),
+        lifetime=float(spec.get("lifetime", 3000.0)),
+        service=spec.get("service"),
+        region=c.tree(region, ("auth", "region")) if region is not None else None,
     )
 
 

@@ -76,6 +76,10 @@ class AuthSpec:
     param: str | None = None
     env: tuple[str, ...] = ()
     required: bool = True
+    command: tuple[str, ...] = ()  # bearer-token: argv of the command printing a token
+    lifetime: float = 3000.0  # bearer-token: seconds a token is reused
+    service: str | None = None  # aws-sigv4: the signing service name
+    region: Node | None = None  # aws-sigv4: the region, a template over settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,6 +217,14 @@ SCHEMA: dict[str, Any] = {
             "env": {"type": "list",
                     "schema": {"type": "string", "regex": r"^[A-Za-z_][A-Za-z0-9_]*$"}},
             "required": {"type": "boolean"},
+            # bearer-token: the command (argv, no shell) that prints a token, and how
+            # long one is reused
+            "command": {"type": "list", "empty": False,
+                        "schema": {"type": "string", "empty": False}},
+            "lifetime": {"type": "number", "min": 60, "max": 86400},
+            # aws-sigv4: the signing service name, and the region (a template over settings)
+            "service": {"type": "string", "regex": r"^[a-z0-9-]+$"},
+            "region": {"type": "string", "empty": False},
         },
     },
     "capabilities": {

@@ -51,6 +51,7 @@ from ..manifest.model import Manifest
 from ..retry import RetryPolicy
 from ..types import ChatRequest, ChatResponse, Stats
 from .accumulate import map_whole
+from .auth import Credential
 from .classify import carries_error, classify
 from .decode import END, NEED_DATA, StreamDecoder
 from .metadata import public_headers, rate_limit, request_id
@@ -83,6 +84,9 @@ __all__ = [
 
 log = logging.getLogger("engine")
 PerModel = str | Mapping[str, str] | None
+# Makes a target's run-time credential (engine.io.credentials.credential_for), or None.
+CredentialFactory = Callable[[Manifest, "str | None", Mapping[str, "str | None"]],
+                             "Credential | None"]
 
 # An error body is read up to this size; the rest is never needed to classify it.
 ERROR_BODY_LIMIT = 1024 * 1024
@@ -194,7 +198,8 @@ class Target:
 
     def __init__(self, model_id: str, manifest: Manifest, *, api_key: PerModel,
                  base_url: PerModel, max_retries: int | None, retry: RetryPolicy | None,
-                 clock: Clock, settings: Mapping[str, str] | None = None) -> None:
+                 clock: Clock, settings: Mapping[str, str] | None = None,
+                 credentials: CredentialFactory | None = None) -> None:
         self.provider, self.model = split_model(model_id)
         self.manifest = manifest
         self.settings = resolve_settings(manifest, settings or {})
@@ -208,16 +213,24 @@ class Target:
         self.base_url = (_pick(base_url, model_id, self.provider) or _env_base_url(manifest)
                          or render_base_url(manifest, self.settings))
         # None: the manifest's own address (base_url_template is None)
+        self.credential = (credentials(manifest, self._api_key, self.settings)
+                           if credentials is not None else None)
         self.policy = (retry or manifest.retry).with_overrides(max_retries=max_retries)
         self.clock = clock
         self._rules: FrameRules | None = None
 
     def prepare(self, request: ChatRequest, stream: bool) -> PreparedRequest:
-        return prepare(self.manifest, request, self.model, api_key=self._api_key,
-                       base_url=self.base_url, stream=stream, settings=self.settings)
+        credential = self.credential
+        key = self._api_key if credential is None else credential.key()
+        prepared = prepare(self.manifest, request, self.model, api_key=key,
+                           base_url=self.base_url, stream=stream, settings=self.settings)
+        return prepared if credential is None else credential.apply(prepared)
 
     def error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> EngineError:
-        return classify(self.manifest, status, headers, body)
+        error = classify(self.manifest, status, headers, body)
+        if error.kind == "authentication" and self.credential is not None:
+            self.credential.forget()  # the next call fetches a new token
+        return error
 
     def stream_refused(self, head: Head, body: bytes) -> EngineError:
         """The error of a stream request answered with an error status or one JSON body."""
@@ -308,8 +321,8 @@ class Chain:
     def __init__(self, models: str | Sequence[str], load: Callable[[str], Manifest], *,
                  api_key: PerModel, base_url: PerModel, max_retries: int | None,
                  retry: RetryPolicy | None, clock: Clock | None,
-                 hooks: HookSet | None = None, settings: Mapping[str, str] | None = None
-                 ) -> None:
+                 hooks: HookSet | None = None, settings: Mapping[str, str] | None = None,
+                 credentials: CredentialFactory | None = None) -> None:
         ids = [models] if isinstance(models, str) else list(models)
         self.hooks = hooks or HookSet()
         if not ids:
@@ -319,8 +332,18 @@ class Chain:
         check_setting_names(settings or {}, manifests)
         self.targets = [Target(m, manifest, api_key=api_key, base_url=base_url,
                                max_retries=max_retries, retry=retry, clock=self.clock,
-                               settings=settings)
+                               settings=settings, credentials=credentials)
                         for m, manifest in zip(ids, manifests, strict=True)]
+
+    def stale_credentials(self) -> bool:
+        """Whether a credential must be fetched (I/O) before the next request renders."""
+        return any(t.credential is not None and t.credential.stale() for t in self.targets)
+
+    def refresh_credentials(self) -> None:
+        """Fetch every stale credential (runs commands, reads credential files)."""
+        for target in self.targets:
+            if target.credential is not None and target.credential.stale():
+                target.credential.refresh()
 
     @property
     def primary(self) -> Target:

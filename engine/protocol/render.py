@@ -20,7 +20,7 @@ from ..manifest.merge import deep_merge
 from ..manifest.model import Manifest
 from ..manifest.templates import Node, render_checked
 from ..types import ChatRequest
-from .auth import AUTH_SCHEMES
+from .auth import AUTH_SCHEMES, SIGNING_SCHEME
 
 __all__ = [
     "PARAMS",
@@ -203,7 +203,7 @@ def _user_headers(given: Mapping[str, str], auth: Mapping[str, str],
 def _apply_auth(manifest: Manifest, api_key: str | None, headers: dict[str, str],
                 query: dict[str, str]) -> tuple[str, ...]:
     auth = manifest.auth
-    if auth.scheme == "none":
+    if auth.scheme in ("none", SIGNING_SCHEME):  # signing: by the credential, after rendering
         return ()
     if not api_key:
         if auth.required:
