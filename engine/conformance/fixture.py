@@ -27,10 +27,12 @@ from ..manifest.yamlsrc import format_path, load_yaml
 from .data import data_dir
 
 __all__ = [
+    "ACCESS_KEY_ID",
     "API_KEY",
     "FIXTURES",
     "RECORDINGS",
     "SCENARIOS",
+    "SIGNED",
     "SOURCE_KINDS",
     "Fixture",
     "FixtureError",
@@ -42,6 +44,10 @@ __all__ = [
 FIXTURES = data_dir() / "fixtures"
 RECORDINGS = data_dir() / "recordings"
 API_KEY = "sk-conformance-0000-test-key"  # what replays authenticate with
+# Signing manifests: the access key id replays sign with (API_KEY is the secret), and
+# the header value a fixture writes for "a Signature V4 authorization by it".
+ACCESS_KEY_ID = "AKIDCONFORMANCE"
+SIGNED = "{sigv4}"
 
 # Every manifest must cover these (or declare the capability it lacks).
 SCENARIOS = ("text", "multi_turn", "params", "stream_text", "tools", "tool_result",

@@ -28,9 +28,10 @@ from ..clock import Clock
 from ..manifest.load import load_manifest
 from ..manifest.locate import find_manifest, search_dirs
 from ..manifest.model import Manifest
+from ..protocol.auth import SIGNING_SCHEME
 from ..protocol.settings import render_base_url, samples
 from .data import data_dir
-from .fixture import API_KEY, SCENARIOS, Fixture, load_fixtures, resplit
+from .fixture import ACCESS_KEY_ID, API_KEY, SCENARIOS, SIGNED, Fixture, load_fixtures, resplit
 from .server import RecordedRequest, ReplayServer, ScriptedResponse
 
 __all__ = ["KNOWN_FAILURES", "Case", "Outcome", "build_cases", "coverage", "known_failures",
@@ -201,6 +202,11 @@ def check_sent(fx: Fixture, request: RecordedRequest) -> list[str]:
     for name, value in (sent.get("headers") or {}).items():
         want = value.replace("{api_key}", API_KEY)
         got = request.header(name)
+        if value == SIGNED:  # a Signature V4 authorization by the replay's access key
+            if not (got or "").startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/"):
+                problems.append(f"header {name}: sent {got!r}, fixture says a Signature V4 "
+                                f"authorization by {ACCESS_KEY_ID}")
+            continue
         if got != want:
             problems.append(f"header {name}: sent {got!r}, fixture says {want!r}")
     try:
@@ -269,6 +275,12 @@ def _compare_error(expect: dict[str, Any], error: EngineError | None) -> list[st
     return problems
 
 
+def _key_for(manifest: Manifest) -> str:
+    """What a replay authenticates with: the key, or for a signing manifest an access
+    key id and the key as its secret (so the secret-leak check covers it)."""
+    return f"{ACCESS_KEY_ID}:{API_KEY}" if manifest.auth.scheme == SIGNING_SCHEME else API_KEY
+
+
 def _base_path(manifest: Manifest, settings: dict[str, str]) -> str:
     """The path of the provider's base URL (its settings filled in), kept on the replay
     server so that ``sent.path`` is the whole path the provider would receive."""
@@ -304,7 +316,8 @@ async def _run_fixture(case: Case, server: ReplayServer) -> list[str]:
     clock = _NoSleep()
     got: dict[str, Any] = {}
     error: EngineError | None = None
-    async with await AiClient.create(f"{fx.provider}/{fx.data['model']}", api_key=API_KEY,
+    async with await AiClient.create(f"{fx.provider}/{fx.data['model']}",
+                                     api_key=_key_for(manifest),
                                      base_url=server.url + base, clock=clock,
                                      max_retries=request.get("max_retries", 0),
                                      settings=settings) as client:
@@ -387,7 +400,7 @@ async def _run_refusal(case: Case, server: ReplayServer) -> list[str]:
     base = _base_path(manifest, settings)
     tool = {"name": "get_weather", "description": "Weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}}}
-    async with await AiClient.create(f"{case.provider}/any-model", api_key=API_KEY,
+    async with await AiClient.create(f"{case.provider}/any-model", api_key=_key_for(manifest),
                                      base_url=server.url + base, max_retries=0,
                                      settings=settings) as client:
         try:
