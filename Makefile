@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test fast venv lint validate conformance unit package bench clean
+.PHONY: demo test fast venv lint validate conformance unit package bench matrix clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ conformance: venv
 
 package: venv
 	bash tools/check_package.sh
+
+# Regenerate the README's coverage matrix from the fixtures and manifests.
+matrix: venv
+	$(BIN)/python -m engine.conformance.matrix --write README.md
 
 # The whole suite: manifests, lint and types, unit + end-to-end tests, the
 # conformance matrix, packaging.

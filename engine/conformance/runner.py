@@ -34,8 +34,20 @@ from .data import data_dir
 from .fixture import ACCESS_KEY_ID, API_KEY, SCENARIOS, SIGNED, Fixture, load_fixtures, resplit
 from .server import RecordedRequest, ReplayServer, ScriptedResponse
 
-__all__ = ["KNOWN_FAILURES", "Case", "Outcome", "build_cases", "coverage", "known_failures",
-           "manifest_ids", "rle", "run_case", "run_cases", "summarize"]
+__all__ = [
+    "KNOWN_FAILURES",
+    "Case",
+    "Outcome",
+    "build_cases",
+    "coverage",
+    "known_failures",
+    "lacks",
+    "manifest_ids",
+    "rle",
+    "run_case",
+    "run_cases",
+    "summarize",
+]
 
 KNOWN_FAILURES = data_dir() / "known_failures.yaml"
 
@@ -94,7 +106,7 @@ def manifest_ids() -> list[str]:
     return sorted(i for i in ids if find_manifest(i) is not None)
 
 
-def _lacks(manifest: Manifest, scenario: str) -> str | None:
+def lacks(manifest: Manifest, scenario: str) -> str | None:
     need = NEEDS.get(scenario)
     if need == "tools" and scenario != "stream_tools" and not manifest.tools:
         return "tools"
@@ -118,7 +130,7 @@ def build_cases(fixtures: Iterable[Fixture], providers: Iterable[str]) -> list[C
     for provider in providers:
         manifest = load_manifest(provider)
         for scenario in SCENARIOS:
-            lack = _lacks(manifest, scenario)
+            lack = lacks(manifest, scenario)
             if lack in ("tools", "stream"):
                 cases.append(Case(f"{provider}/{scenario}[refused]", provider, scenario,
                                   "refusal"))
@@ -141,7 +153,7 @@ def coverage(outcomes: Iterable[Outcome], providers: Iterable[str]) -> dict[str,
         manifest = load_manifest(provider)
         for scenario in SCENARIOS:
             if scenario not in row:
-                row[scenario] = "n/a" if _lacks(manifest, scenario) == "stream_errors" \
+                row[scenario] = "n/a" if lacks(manifest, scenario) == "stream_errors" \
                     else "missing"
     return table
 
