@@ -58,7 +58,8 @@ PY
 echo "== a fresh venv outside the repository"
 python3 -m venv "$tmp/venv"
 venv_py="$tmp/venv/bin/python"
-"$venv_py" -m pip install -q "$wheel" mypy
+# The aws extra too: the signing manifests' conformance cases need its signer.
+"$venv_py" -m pip install -q "${wheel}[aws]" mypy
 cd "$tmp"
 
 "$venv_py" - <<'PY'
