@@ -48,6 +48,7 @@ _EXPORTS = {
     "ChatResponse": "types",
     "ChatRequest": "types",
     "Stats": "types",
+    "Part": "parts",
     "StreamEvent": "events",
     "RetryPolicy": "retry",
     "Timeouts": "limits",
@@ -75,6 +76,7 @@ __all__ = [
     "Message",
     "NotFoundError",
     "OverloadedError",
+    "Part",
     "PermissionDeniedError",
     "QuotaExhaustedError",
     "RateLimitError",
@@ -125,6 +127,7 @@ if TYPE_CHECKING:
     )
     from .events import StreamEvent
     from .limits import Limits, Timeouts
+    from .parts import Part
     from .retry import RetryPolicy
     from .types import ChatRequest, ChatResponse, Message, Stats, Tool, ToolCall, Usage
 

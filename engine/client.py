@@ -32,8 +32,10 @@ from .logsetup import configure_from_env
 from .manifest.load import load_manifest
 from .manifest.model import Manifest
 from .otel import default_hook
+from .parts import Part
 from .protocol.plan import Chain, PerModel, Target, call_plan, split_model, stream_plan
 from .protocol.render import normalize_tool_choice
+from .protocol.structured import json_object, response_format
 from .retry import RetryPolicy
 from .types import ChatRequest, ChatResponse, Message, Stats, Tool
 
@@ -65,12 +67,24 @@ class _Builder:
         self._headers: dict[str, str] = {}
         self._retry: dict[str, Any] = {}
         self._timeouts = timeouts
+        self._format: dict[str, Any] | None = None
+        self._model: Any = None
 
     def system(self: _B, text: str) -> _B:
         return self.message(Message.system(inputs.text("system text", text)))
 
-    def user(self: _B, text: str) -> _B:
-        return self.message(Message.user(inputs.text("user text", text)))
+    def user(self: _B, content: str | Sequence[str | Part]) -> _B:
+        """A user turn: text, or a list of text and :class:`~engine.Part` s (images,
+        documents, audio)."""
+        if isinstance(content, str):
+            return self.message(Message.user(content))
+        if isinstance(content, (bytes, Mapping)) or not isinstance(content, Sequence):
+            raise inputs.invalid(f"user text must be a str (or a list of str and Part), "
+                                 f"{inputs.got(content)}")
+        try:
+            return self.message(Message.user(content))
+        except TypeError as exc:
+            raise inputs.invalid(str(exc)) from None
 
     def assistant(self: _B, text: str | None = "", tool_calls: Sequence[Any] = ()) -> _B:
         if text is not None:
@@ -134,6 +148,18 @@ class _Builder:
         self._tool_choice = choice
         return self
 
+    def response_format(self: _B, schema: Any, *, name: str | None = None,
+                        strict: bool = True) -> _B:
+        """Ask for an answer that is JSON matching *schema* (a JSON Schema dict, or a
+        pydantic model class); the decoded, validated answer is ``response.parsed``."""
+        self._format, self._model = response_format(schema, name, strict)
+        return self
+
+    def json(self: _B) -> _B:
+        """Ask for a JSON object answer without a schema (JSON mode)."""
+        self._format, self._model = json_object(), None
+        return self
+
     def extra_body(self: _B, fields: Mapping[str, Any]) -> _B:
         """Fields deep-merged into the provider body (``None`` removes a field)."""
         self._extra.update(inputs.json_object("extra_body", fields))
@@ -161,7 +187,8 @@ class _Builder:
             raise inputs.invalid("a chat needs at least one message")
         self._check_tool_choice()
         return ChatRequest(tuple(self._messages), dict(self._params), self._tools,
-                           self._tool_choice, dict(self._extra), dict(self._headers))
+                           self._tool_choice, dict(self._extra), dict(self._headers),
+                           self._format, self._model)
 
     def _check_tool_choice(self) -> None:
         choice = normalize_tool_choice(self._tool_choice)

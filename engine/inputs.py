@@ -26,6 +26,7 @@ __all__ = [
     "base_url",
     "choice",
     "did_you_mean",
+    "got",
     "header_map",
     "integer",
     "json_object",
@@ -51,20 +52,20 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _got(value: Any) -> str:
+def got(value: Any) -> str:
     return f"got {type(value).__name__} {_shown(value)}"
 
 
 def text(name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise invalid(f"{name} must be a str, {_got(value)}")
+        raise invalid(f"{name} must be a str, {got(value)}")
     return value
 
 
 def number(name: str, value: Any, low: float | None = None, high: float | None = None) -> float:
     """A finite int or float within [low, high]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise invalid(f"{name} must be a number, {_got(value)}")
+        raise invalid(f"{name} must be a number, {got(value)}")
     if not math.isfinite(value):
         raise invalid(f"{name} must be a finite number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
@@ -74,7 +75,7 @@ def number(name: str, value: Any, low: float | None = None, high: float | None =
 
 def integer(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"{name} must be an int, {_got(value)}")
+        raise invalid(f"{name} must be an int, {got(value)}")
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"between {low} and {high}"
         raise invalid(f"{name} must be {bounds}, got {value!r}")
@@ -93,34 +94,34 @@ def choice(name: str, value: Any, allowed: Iterable[str]) -> str:
         return value
     hint = did_you_mean(value, options) if isinstance(value, str) else ""
     raise invalid(f"{name} must be one of {', '.join(map(repr, options))}, "
-                  f"{_got(value)}{hint}")
+                  f"{got(value)}{hint}")
 
 
 def stop_list(value: Any) -> list[str]:
     stops = [value] if isinstance(value, str) else value
     if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
-        raise invalid(f"stop must be a non-empty str or a list of them, {_got(value)}")
+        raise invalid(f"stop must be a non-empty str or a list of them, {got(value)}")
     return list(stops)
 
 
 def json_object(name: str, value: Any) -> dict[str, Any]:
     """A mapping with str keys (its values are checked when the body is rendered)."""
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise invalid(f"{name} must be a mapping with str keys, {_got(value)}")
+        raise invalid(f"{name} must be a mapping with str keys, {got(value)}")
     return dict(value)
 
 
 def header_map(value: Any) -> dict[str, str]:
     """Request headers: token names, printable values without line breaks."""
     if not isinstance(value, Mapping):
-        raise invalid(f"headers must be a mapping of str to str, {_got(value)}")
+        raise invalid(f"headers must be a mapping of str to str, {got(value)}")
     out: dict[str, str] = {}
     for key, item in value.items():
         if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
             raise invalid(f"header name {_shown(key)} is not a valid HTTP header name")
         if not isinstance(item, str) or _CONTROL.search(item):
             raise invalid(f"header {key!r} must have a str value without control characters "
-                          f"or line breaks, {_got(item)}")
+                          f"or line breaks, {got(item)}")
         out[key] = item
     return out
 
@@ -157,7 +158,7 @@ def base_url(value: Any, where: str = "base_url") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise invalid(f"{where} must be a str, {_got(value)}")
+        raise invalid(f"{where} must be a str, {got(value)}")
     if _CONTROL.search(value) or any(c.isspace() for c in value):
         raise invalid(f"{where} contains whitespace or control characters")
     try:
@@ -181,7 +182,7 @@ def settings_map(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise invalid(f"settings must be a mapping of setting name to str, {_got(value)}")
+        raise invalid(f"settings must be a mapping of setting name to str, {got(value)}")
     for name in value:
         if not isinstance(name, str):
             raise invalid(f"settings keys must be str, got {_shown(name)}")
@@ -211,10 +212,10 @@ def model_ids(value: Any) -> list[str]:
     ids = [value] if isinstance(value, str) else value
     if not isinstance(ids, Sequence) or isinstance(ids, (bytes, bytearray)) or not ids:
         raise invalid(f"model must be 'provider/model' or a non-empty list of them, "
-                      f"{_got(value)}")
+                      f"{got(value)}")
     for item in ids:
         if not isinstance(item, str):
-            raise invalid(f"model ids must be str, {_got(item)}")
+            raise invalid(f"model ids must be str, {got(item)}")
         if len(item) > MAX_MODEL_ID:
             raise invalid(f"model id is {len(item)} characters long; at most {MAX_MODEL_ID}")
         if _CONTROL.search(item) or any(c.isspace() for c in item):

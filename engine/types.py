@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .parts import Part
+
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
 FINISH_REASONS: frozenset[str] = frozenset(
     {"stop", "length", "tool_calls", "content_filter", "other"}
@@ -79,14 +81,21 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    # The parts of a message that holds more than text (images, documents, audio);
+    # empty for plain text. ``content`` is then the text parts joined.
+    parts: tuple[Part, ...] = ()
 
     @classmethod
     def system(cls, content: str) -> Message:
         return cls("system", _text(content))
 
     @classmethod
-    def user(cls, content: str) -> Message:
-        return cls("user", _text(content))
+    def user(cls, content: str | Sequence[str | Part]) -> Message:
+        """A user turn: text, or a list of text and :class:`Part` s."""
+        if isinstance(content, str):
+            return cls("user", content)
+        parts = _parts(content)
+        return cls("user", _joined(parts), parts=parts)
 
     @classmethod
     def assistant(
@@ -112,9 +121,12 @@ class Message:
         if role not in ("system", "user", "assistant", "tool"):
             raise ValueError(f"message role must be system, user, assistant or tool, not {role!r}")
         calls = tuple(_tool_call(tc) for tc in data.get("tool_calls") or ())
+        content = data.get("content") or ""
+        if not isinstance(content, str) and role == "user":
+            return cls.user(content)
         return cls(
             role,
-            _text(data.get("content") or ""),
+            _text(content),
             tool_calls=calls,
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
@@ -128,7 +140,31 @@ class Message:
             "tool_calls": [tc.to_context() for tc in self.tool_calls],
             "tool_call_id": self.tool_call_id,
             "name": self.name,
+            # Empty for a plain text message (its text is ``content``): a history of
+            # text turns costs templates nothing more than before parts existed.
+            "parts": [p.to_context() for p in self.parts],
+            "has_media": any(p.type != "text" for p in self.parts),
         }
+
+
+def _parts(content: Any) -> tuple[Part, ...]:
+    if isinstance(content, (bytes, Mapping)) or not isinstance(content, Sequence):
+        raise TypeError(f"message content must be a str or a list of str and Part, "
+                        f"not {type(content).__name__}")
+    out = []
+    for item in content:
+        if isinstance(item, str):
+            out.append(Part.text(item))
+        elif isinstance(item, Part):
+            out.append(item)
+        else:
+            raise TypeError(f"a message part must be a str or a Part, not "
+                            f"{type(item).__name__}")
+    return tuple(out)
+
+
+def _joined(parts: Sequence[Part]) -> str:
+    return "\n".join(p.content or "" for p in parts if p.type == "text")
 
 
 def _text(value: Any) -> str:
@@ -203,6 +239,9 @@ class ChatResponse:
     provider: str = ""
     # The response headers, lower-cased; cookies dropped and secrets redacted.
     headers: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # The decoded answer when a response format was asked for (a dict or list, or an
+    # instance of the pydantic model given); None without one.
+    parsed: Any = field(default=None, compare=False)
 
     def to_message(self) -> Message:
         """This answer as the assistant turn of the next request (for tool loops).
@@ -261,3 +300,7 @@ class ChatRequest:
     extra: Mapping[str, Any] = field(default_factory=dict)
     # Per-call HTTP headers, merged over the manifest's (never over the auth header).
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The answer's format: {type: json_schema | json_object, name, schema, strict}, or None.
+    response_format: Mapping[str, Any] | None = None
+    # A pydantic model class the answer is parsed into (with response_format).
+    response_model: Any = field(default=None, compare=False)

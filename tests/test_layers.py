@@ -32,7 +32,8 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
-TYPES = {"engine.errors", "engine.types", "engine.events", "engine.retry", "engine.clock",
+TYPES = {"engine.errors", "engine.types", "engine.parts", "engine.events", "engine.retry",
+         "engine.clock",
          "engine.inputs", "engine.limits", "engine.hooks", "engine.logsetup"}
 MODEL = {"engine.manifest.model", "engine.manifest.merge", "engine.manifest.paths",
          "engine.manifest.patterns", "engine.manifest.templates", "engine.manifest"}

@@ -34,6 +34,7 @@ from typing import Any
 import cerberus
 
 from ..errors import EngineError, ManifestError
+from ..parts import Part
 from ..protocol.classify import kind_for_status
 from ..protocol.render import prepare
 from ..protocol.settings import render_base_url, samples
@@ -282,8 +283,21 @@ def _samples() -> list[ChatRequest]:
         Message.user("Thanks"),
     )
     params = {"temperature": 0.5, "max_tokens": 10, "top_p": 0.9, "stop": ["END"], "seed": 1}
+    # One media part per sample: a manifest that lacks one kind still renders the others.
+    media = [Message.user(["Look.", part, Part.text("Cached.", cache=True)]) for part in (
+        Part.image(url="https://example.test/a.png"),
+        Part.image(data=b"\x89PNG", media_type="image/png"),
+        Part.document(data=b"%PDF-1.4", name="a.pdf"),
+        Part.document(url="https://example.test/a.pdf"),
+        Part.audio(data=b"RIFF", media_type="audio/wav"),
+        Part.audio(url="https://example.test/a.wav"))]
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    fmt = {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}
+    json_mode = {"type": "json_object", "name": None, "schema": None, "strict": False}
     return [
         ChatRequest((Message.user("Hi"),)),
+        *(ChatRequest((m,), {}, None, None, {}, {}, None) for m in media),
+        *(ChatRequest((media[0],), {}, None, None, {}, {}, form) for form in (fmt, json_mode)),
         ChatRequest(full, params, (tool,), "auto"),
         ChatRequest(full, params, (tool,), "required"),
         ChatRequest(full, {}, (tool,), {"name": "get_weather"}),

@@ -263,6 +263,8 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         stream=caps.get("stream", stream is not None) and stream is not None,
         tool_choice_modes=frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
         stream_errors=_stream_errors(caps, stream, report),
+        part_sources={k: frozenset(v) for k, v in (caps.get("parts") or {}).items()},
+        response_formats=frozenset(caps.get("response_format") or ()),
     )
 
 

@@ -249,6 +249,10 @@ class Manifest:
     # Declared client settings, and the base URL as a template over them (when it
     # reads settings; else None and base_url is the address).
     settings: Mapping[str, SettingSpec] = field(default_factory=dict)
+    # Message parts the manifest renders: kind -> the sources it takes (url, data).
+    part_sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Answer formats it can ask for (json_schema, json_object).
+    response_formats: frozenset[str] = frozenset()
     base_url_template: Node | None = None
 
     def model_info(self, model: str) -> dict[str, Any]:

@@ -233,6 +233,14 @@ SCHEMA: dict[str, Any] = {
             "tools": {"type": "boolean"},
             "stream": {"type": "boolean"},
             "stream_errors": {"type": "boolean"},
+            # message parts the templates render, by kind, with the sources each takes
+            "parts": {"type": "dict",
+                      "keysrules": {"type": "string", "allowed": ["image", "document", "audio"]},
+                      "valuesrules": {"type": "list", "empty": False, "schema": {
+                          "type": "string", "allowed": ["url", "data"]}}},
+            # the answer formats chat.response_format / chat.json can ask for
+            "response_format": {"type": "list", "schema": {
+                "type": "string", "allowed": ["json_schema", "json_object"]}},
             "tool_choice": {"type": "list", "schema": {
                 "type": "string", "allowed": ["auto", "none", "required", "tool"]}},
         },

@@ -60,6 +60,7 @@ from .rules import FrameRules
 from .settings import check_names as check_setting_names
 from .settings import render_base_url
 from .settings import resolve as resolve_settings
+from .structured import parse as parse_answer
 
 __all__ = [
     "DRAIN_LIMIT",
@@ -392,6 +393,7 @@ def _walk(chain: Chain, policy_for: Callable[[Target], RetryPolicy], attempt_onc
             info = _info(chain, target, request, stream, spent + attempt + 1)
             try:
                 response, ttft = yield from attempt_once(index, target, info)
+                response = parse_answer(response, request)
                 stats = target.stats(response, started, spent + attempt + 1, ttft)
                 _answered(chain, info, response, stats)
                 return response, stats

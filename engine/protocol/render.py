@@ -94,6 +94,7 @@ def build_context(request: ChatRequest, model: str, manifest: Manifest,
         "stream": stream,
         "model_info": manifest.model_info(model),
         "settings": dict(settings) if settings is not None else _unset(manifest),
+        "response_format": request.response_format,
     }
 
 
@@ -131,9 +132,31 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
         raise EngineError("invalid_request", f"{manifest.id} does not support tool_choice "
                           f"{choice['mode']!r} (supported: {allowed})", provider=manifest.id,
                           retryable=False)
+    _check_parts(manifest, request)
+    fmt = request.response_format
+    if fmt is not None and fmt["type"] not in manifest.response_formats:
+        offered = ", ".join(sorted(manifest.response_formats)) or "neither"
+        raise EngineError("invalid_request", f"{manifest.id} cannot ask for a "
+                          f"{fmt['type']} answer (it offers: {offered})",
+                          provider=manifest.id, retryable=False)
     if stream and not manifest.stream:
         raise EngineError("invalid_request", f"{manifest.id} does not support streaming",
                           provider=manifest.id, retryable=False)
+
+
+def _check_parts(manifest: Manifest, request: ChatRequest) -> None:
+    for message in request.messages:
+        for part in message.parts:
+            if part.type == "text":
+                continue
+            source = "url" if part.url is not None else "data"
+            taken = manifest.part_sources.get(part.type, frozenset())
+            if source not in taken:
+                how = (f"it takes {part.type} parts as {' or '.join(sorted(taken))} only"
+                       if taken else f"it takes no {part.type} parts")
+                raise EngineError("invalid_request", f"{manifest.id} cannot send a "
+                                  f"{part.type} part given as {source}: {how}",
+                                  provider=manifest.id, retryable=False)
 
 
 def prepare(manifest: Manifest, request: ChatRequest, model: str, *, api_key: str | None,

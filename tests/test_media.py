@@ -1,0 +1,248 @@
+"""Message parts (images, documents, audio) and structured output: the exact body each
+family receives, the checks before sending, and the decoded, validated answer."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine import EngineError, Message, Part, SyncAiClient
+
+pytestmark = pytest.mark.fast
+
+KEY = "sk-media-test-key-0123456789"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n"
+B64_PNG = base64.b64encode(PNG).decode()
+B64_PDF = base64.b64encode(PDF).decode()
+
+ANSWERS: dict[str, Any] = {
+    "openai": {"choices": [{"message": {"role": "assistant", "content": '{"name": "Rex", '
+                                        '"age": 3}'}, "finish_reason": "stop"}]},
+    "anthropic": {"content": [{"type": "text", "text": '{"name": "Rex", "age": 3}'}],
+                  "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 5}},
+    "gemini": {"candidates": [{"content": {"role": "model", "parts": [
+        {"text": '{"name": "Rex", "age": 3}'}]}, "finishReason": "STOP"}]},
+    "ollama": {"message": {"role": "assistant", "content": '{"name": "Rex", "age": 3}'},
+               "done": True, "done_reason": "stop"},
+}
+DOG = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+       "required": ["name", "age"], "additionalProperties": False}
+
+
+class Server:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.bodies: list[Any] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=self.answer)
+
+
+def client(provider: str, answer: Any = None) -> tuple[SyncAiClient, Server]:
+    server = Server(answer if answer is not None else ANSWERS[provider])
+    http = httpx.Client(transport=httpx.MockTransport(server))
+    return SyncAiClient.create(f"{provider}/m", api_key=KEY, http_client=http,
+                               max_retries=0), server
+
+
+def test_openai_parts() -> None:
+    c, server = client("openai")
+    c.chat().user(["What is in these?", Part.image(url="https://example.test/cat.jpg"),
+                   Part.image(data=PNG, media_type="image/png"),
+                   Part.document(data=PDF, name="q3.pdf"),
+                   Part.audio(data=b"RIFF0000WAVE", media_type="audio/wav")]).execute()
+    assert server.bodies[0]["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image_url", "image_url": {"url": "https://example.test/cat.jpg"}},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{B64_PNG}"}},
+        {"type": "file", "file": {"filename": "q3.pdf",
+                                  "file_data": f"data:application/pdf;base64,{B64_PDF}"}},
+        {"type": "input_audio", "input_audio": {
+            "data": base64.b64encode(b"RIFF0000WAVE").decode(), "format": "wav"}}]}]
+
+
+def test_openai_plain_text_stays_a_string() -> None:
+    c, server = client("openai")
+    c.chat().user(["one", "two"]).execute()
+    assert server.bodies[0]["messages"] == [{"role": "user", "content": "one\ntwo"}]
+
+
+def test_anthropic_parts_with_a_cache_mark() -> None:
+    c, server = client("anthropic")
+    c.chat().user([Part.text("Summarize.", cache=True),
+                   Part.document(data=PDF, name="q3.pdf"),
+                   Part.image(url="https://example.test/cat.jpg")]).execute()
+    assert server.bodies[0]["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "Summarize.", "cache_control": {"type": "ephemeral"}},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                        "data": B64_PDF}, "title": "q3.pdf"},
+        {"type": "image", "source": {"type": "url", "url": "https://example.test/cat.jpg"}}]}]
+
+
+def test_gemini_parts() -> None:
+    c, server = client("gemini")
+    c.chat().user(["Describe.", Part.image(data=PNG, media_type="image/png"),
+                   Part.document(url="gs://bucket/q3.pdf", media_type="application/pdf")]
+                  ).execute()
+    assert server.bodies[0]["contents"] == [{"role": "user", "parts": [
+        {"text": "Describe."},
+        {"inlineData": {"mimeType": "image/png", "data": B64_PNG}},
+        {"fileData": {"mimeType": "application/pdf", "fileUri": "gs://bucket/q3.pdf"}}]}]
+
+
+def test_ollama_images() -> None:
+    c, server = client("ollama")
+    c.chat().user(["What is this?", Part.image(data=PNG, media_type="image/png")]).execute()
+    assert server.bodies[0]["messages"] == [{"role": "user", "content": "What is this?",
+                                             "images": [B64_PNG]}]
+
+
+@pytest.mark.parametrize("provider, part, why", [
+    ("ollama", Part.image(url="https://example.test/a.png"),
+     "ollama cannot send a image part given as url: it takes image parts as data only"),
+    ("anthropic", Part.audio(data=b"RIFF", media_type="audio/wav"),
+     "anthropic cannot send a audio part given as data: it takes no audio parts"),
+    ("deepseek", Part.image(data=PNG, media_type="image/png"),
+     "deepseek cannot send a image part given as data: it takes no image parts"),
+])
+def test_a_part_the_provider_cannot_take_is_refused_before_sending(
+        provider: str, part: Part, why: str) -> None:
+    c, server = client(provider, {})
+    with pytest.raises(EngineError) as caught:
+        c.chat().user(["x", part]).execute()
+    assert caught.value.kind == "invalid_request" and why in caught.value.message
+    assert server.bodies == []
+
+
+@pytest.mark.parametrize("build, why", [
+    (lambda: Part.image(), "exactly one of url= or data="),
+    (lambda: Part.image(url="x", data=PNG), "exactly one of url= or data="),
+    (lambda: Part.image(data=PNG), "needs media_type"),
+    (lambda: Part.image(data=PNG, media_type="application/pdf"), "needs media_type"),
+    (lambda: Part.image(url="ftp://host/a.png"), "absolute http(s) URL"),
+    (lambda: Part.image(url="data:image/png,abc"), "must be base64"),
+    (lambda: Part.document(data=b""), "is empty"),
+    (lambda: Part.audio(data="text", media_type="audio/wav"), "must be bytes"),
+])
+def test_bad_parts_fail_where_they_are_built(build: Any, why: str) -> None:
+    with pytest.raises(EngineError, match=why.replace("(", r"\(").replace(")", r"\)")):
+        build()
+
+
+def test_a_part_never_shows_its_bytes() -> None:
+    part = Part.image(data=PNG, media_type="image/png")
+    assert repr(part) == f"Part(image (image/png, {len(PNG)} bytes))"
+    assert B64_PNG not in repr(Message.user(["x", part]))
+
+
+def test_a_non_part_in_the_list_is_refused() -> None:
+    c, _ = client("openai")
+    with pytest.raises(EngineError, match="a message part must be a str or a Part, not dict"):
+        c.chat().user(["x", {"type": "image"}])  # type: ignore[list-item]
+
+
+@given(st.binary(min_size=1, max_size=2048), st.text(max_size=200))
+def test_arbitrary_bytes_and_text_always_make_valid_json(data: bytes, text: str) -> None:
+    c, server = client("anthropic")
+    c.chat().user([text, Part.document(data=data)]).execute()
+    sent = server.bodies[-1]["messages"][0]["content"]
+    assert base64.b64decode(sent[-1]["source"]["data"]) == data
+
+
+# ---------------------------------------------------------------- structured output
+
+@pytest.mark.parametrize("provider, where, want", [
+    ("openai", "response_format", {"type": "json_schema", "json_schema": {
+        "name": "Dog", "schema": DOG, "strict": True}}),
+    ("anthropic", "output_config", {"format": {"type": "json_schema", "schema": DOG}}),
+    ("gemini", "generationConfig", {"responseMimeType": "application/json",
+                                    "responseJsonSchema": DOG}),
+    ("ollama", "format", DOG),
+])
+def test_a_schema_is_sent_and_the_answer_parsed(provider: str, where: str, want: Any) -> None:
+    c, server = client(provider)
+    resp = c.chat().user("A dog?").response_format(DOG, name="Dog").execute()
+    assert server.bodies[0][where] == want
+    assert resp.parsed == {"name": "Rex", "age": 3}
+
+
+@pytest.mark.parametrize("provider, where, want", [
+    ("openai", "response_format", {"type": "json_object"}),
+    ("gemini", "generationConfig", {"responseMimeType": "application/json"}),
+    ("ollama", "format", "json"),
+    ("deepseek", "response_format", {"type": "json_object"}),
+])
+def test_json_mode(provider: str, where: str, want: Any) -> None:
+    c, server = client(provider, ANSWERS["openai"] if provider == "deepseek" else None)
+    resp = c.chat().user("A dog as JSON?").json().execute()
+    assert server.bodies[0][where] == want
+    assert resp.parsed == {"name": "Rex", "age": 3}
+
+
+def test_json_mode_is_refused_where_there_is_none() -> None:
+    c, server = client("anthropic")
+    with pytest.raises(EngineError, match="anthropic cannot ask for a json_object answer "
+                       r"\(it offers: json_schema\)"):
+        c.chat().user("x").json().execute()
+    assert server.bodies == []
+
+
+def test_without_a_format_parsed_is_none() -> None:
+    c, _ = client("openai")
+    assert c.chat().user("x").execute().parsed is None
+
+
+@pytest.mark.parametrize("content, why", [
+    ("Sure! Here is a dog: Rex", "not JSON"),
+    ('{"name": "Rex"}', "at the top level: 'age' is a required property"),
+    ('{"name": "Rex", "age": "three"}', "at age: 'three' is not of type 'integer'"),
+])
+def test_an_answer_that_does_not_fit_is_malformed_and_keeps_the_text(content: str,
+                                                                     why: str) -> None:
+    answer = {"choices": [{"message": {"content": content}, "finish_reason": "stop"}]}
+    c, _ = client("openai", answer)
+    with pytest.raises(EngineError) as caught:
+        c.chat().user("A dog?").response_format(DOG).execute()
+    error = caught.value
+    assert error.kind == "malformed_response" and not error.retryable
+    assert why in error.message
+    assert error.partial.content == content
+
+
+@pytest.mark.parametrize("schema, why", [
+    ({"type": "objekt"}, "not a valid JSON Schema"),
+    ({"type": "object", "properties": {"a": {"minimum": "x"}}}, "at properties/a/minimum"),
+    ("a string", "takes a JSON Schema (a dict) or a pydantic model class"),
+])
+def test_an_invalid_schema_is_refused_at_the_call(schema: Any, why: str) -> None:
+    c, _ = client("openai")
+    with pytest.raises(EngineError, match=why.replace("(", r"\(").replace(")", r"\)")):
+        c.chat().user("x").response_format(schema)
+
+
+def test_a_bad_name_is_refused() -> None:
+    c, _ = client("openai")
+    with pytest.raises(EngineError, match="name must be 1 to 64"):
+        c.chat().user("x").response_format(DOG, name="a dog")
+
+
+def test_a_pydantic_model_gives_schema_name_and_instance() -> None:
+    import pydantic
+
+    class Dog(pydantic.BaseModel):  # type: ignore[misc, name-defined]
+        name: str
+        age: int
+
+    c, server = client("openai")
+    resp = c.chat().user("A dog?").response_format(Dog).execute()
+    sent = server.bodies[0]["response_format"]["json_schema"]
+    assert sent["name"] == "Dog" and sent["schema"]["required"] == ["name", "age"]
+    assert isinstance(resp.parsed, Dog) and resp.parsed.age == 3
