@@ -59,7 +59,15 @@ _MESSAGE = {
     "schema": {
         "role": {"type": "string", "allowed": ["system", "user", "assistant", "tool"],
                  "required": True},
-        "content": {"type": "string", "nullable": True},
+        # text, or (a user turn) a list of parts: text, or {type: image | document |
+        # audio, url | data_base64, media_type, name, cache}
+        "content": {"type": ["string", "list"], "nullable": True, "schema": {
+            "type": ["string", "dict"], "schema": {
+                "type": {"type": "string", "allowed": ["text", "image", "document", "audio"],
+                         "required": True},
+                "text": {"type": "string"}, "url": {"type": "string"},
+                "data_base64": {"type": "string"}, "media_type": {"type": "string"},
+                "name": {"type": "string"}, "cache": {"type": "boolean"}}}},
         "tool_calls": {"type": "list", "schema": {"type": "dict", "schema": {
             "id": {"type": "string", "required": True},
             "name": {"type": "string", "required": True},
@@ -92,6 +100,10 @@ SCHEMA: dict[str, Any] = {
         "tool_choice": {"type": ["string", "dict"]},
         "stream": {"type": "boolean"},
         "max_retries": {"type": "integer", "min": 0, "max": 5},
+        # chat.response_format(schema, name=, strict=), or chat.json() with {json: true}
+        "response_format": {"type": "dict", "schema": {
+            "schema": {"type": "dict"}, "name": {"type": "string"},
+            "strict": {"type": "boolean"}, "json": {"type": "boolean"}}},
         # client settings, passed to AiClient.create(settings=...)
         "settings": {"type": "dict", "valuesrules": {"type": "string"}},
     }},
@@ -129,6 +141,7 @@ SCHEMA: dict[str, Any] = {
                                                           "reasoning_tokens")}},
         "events": {"type": "list", "schema": {"type": "string"}},
         "attempts": {"type": "integer", "min": 1},
+        "parsed": {"nullable": True},  # response.parsed (a requested format's answer)
         "error": {"type": "dict", "schema": {
             "kind": {"type": "string", "allowed": sorted(KINDS), "required": True},
             "status": {"type": "integer", "nullable": True},

@@ -13,6 +13,7 @@ cannot go stale.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .. import AiClient, EngineError, Message
+from .. import AiClient, EngineError, Message, Part
 from ..clock import Clock
 from ..manifest.load import load_manifest
 from ..manifest.locate import find_manifest, search_dirs
@@ -163,7 +164,18 @@ def coverage(outcomes: Iterable[Outcome], providers: Iterable[str]) -> dict[str,
 def _build(client: AiClient, request: dict[str, Any]) -> Any:
     chat = client.chat()
     for raw in request["messages"]:
-        chat.message(Message.from_dict(raw))
+        content = raw.get("content")
+        if isinstance(content, list):
+            chat.user([_part(item) for item in content])
+        else:
+            chat.message(Message.from_dict(raw))
+    fmt = request.get("response_format")
+    if fmt is not None:
+        if fmt.get("json"):
+            chat.json()
+        else:
+            chat.response_format(fmt["schema"], name=fmt.get("name"),
+                                 strict=fmt.get("strict", True))
     params = request.get("params") or {}
     setters: dict[str, Callable[[Any], Any]] = {
         "temperature": chat.temperature, "max_tokens": chat.max_tokens,
@@ -175,6 +187,20 @@ def _build(client: AiClient, request: dict[str, Any]) -> Any:
     if request.get("tool_choice") is not None:
         chat.tool_choice(request["tool_choice"])
     return chat
+
+
+def _part(item: Any) -> str | Part:
+    """A fixture's part: a string, or a mapping with url or data_base64."""
+    if isinstance(item, str):
+        return item
+    kind = item["type"]
+    if kind == "text":
+        return Part.text(item.get("text", ""), cache=item.get("cache", False))
+    data = base64.b64decode(item["data_base64"]) if "data_base64" in item else None
+    extra = {"name": item["name"]} if "name" in item else {}
+    maker = {"image": Part.image, "document": Part.document, "audio": Part.audio}[kind]
+    return maker(url=item.get("url"), data=data, media_type=item.get("media_type"),
+                 cache=item.get("cache", False), **extra)
 
 
 def _get(data: Any, path: str) -> tuple[bool, Any]:
@@ -250,7 +276,7 @@ def rle(types: list[str]) -> list[str]:
 
 def _compare(expect: dict[str, Any], got: dict[str, Any]) -> list[str]:
     problems = []
-    for key in ("content", "thinking", "finish_reason", "events", "attempts"):
+    for key in ("content", "thinking", "finish_reason", "events", "attempts", "parsed"):
         if key in expect and expect[key] != got.get(key):
             problems.append(f"{key}: got {got.get(key)!r}, expected {expect[key]!r}")
     if "tool_calls" in expect:
@@ -367,6 +393,7 @@ def summarize(response: Any) -> dict[str, Any]:
         "thinking": response.thinking,
         "finish_reason": response.finish_reason,
         "tool_calls": [c.to_dict() for c in response.tool_calls],
+        "parsed": response.parsed,
         "usage": {"prompt_tokens": usage.prompt_tokens,
                   "completion_tokens": usage.completion_tokens,
                   "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
