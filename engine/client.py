@@ -49,6 +49,7 @@ log = logging.getLogger("engine")
 
 _B = TypeVar("_B", bound="_Builder")
 _TOOL_MODES = ("auto", "none", "required")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 
 
 class _Builder:
@@ -68,6 +69,7 @@ class _Builder:
         self._retry: dict[str, Any] = {}
         self._timeouts = timeouts
         self._format: dict[str, Any] | None = None
+        self._reasoning: dict[str, Any] | None = None
         self._model: Any = None
 
     def system(self: _B, text: str) -> _B:
@@ -160,6 +162,28 @@ class _Builder:
         self._format, self._model = json_object(), None
         return self
 
+    def reasoning(self: _B, effort: str | None = None, *, budget_tokens: int | None = None,
+                  summary: str | None = None, adaptive: bool = False) -> _B:
+        """Reasoning controls, mapped to each provider's own: an effort ("none",
+        "minimal", "low", "medium", "high"), a thinking budget in tokens, the reasoning
+        text on request (summary "auto", "concise" or "detailed"), or adaptive (the
+        provider decides). A control the provider cannot express is refused."""
+        if effort is not None:
+            inputs.choice("reasoning effort", effort, REASONING_EFFORTS)
+        if budget_tokens is not None:
+            inputs.integer("budget_tokens", budget_tokens, 0, 2**31 - 1)
+        if summary is not None:
+            inputs.choice("reasoning summary", summary, ("auto", "concise", "detailed"))
+        if not isinstance(adaptive, bool):
+            raise inputs.invalid(f"adaptive must be a bool, {inputs.got(adaptive)}")
+        if adaptive and budget_tokens is not None:
+            raise inputs.invalid("reasoning takes adaptive or budget_tokens, not both")
+        if effort is None and budget_tokens is None and summary is None and not adaptive:
+            raise inputs.invalid("reasoning needs effort, budget_tokens, summary or adaptive")
+        self._reasoning = {"effort": effort, "budget_tokens": budget_tokens,
+                           "summary": summary, "adaptive": adaptive}
+        return self
+
     def extra_body(self: _B, fields: Mapping[str, Any]) -> _B:
         """Fields deep-merged into the provider body (``None`` removes a field)."""
         self._extra.update(inputs.json_object("extra_body", fields))
@@ -186,9 +210,14 @@ class _Builder:
         if not self._messages:
             raise inputs.invalid("a chat needs at least one message")
         self._check_tool_choice()
+        budget = (self._reasoning or {}).get("budget_tokens")
+        limit = self._params.get("max_tokens")
+        if budget is not None and limit is not None and budget >= limit:
+            raise inputs.invalid(f"budget_tokens ({budget}) must be below max_tokens "
+                                 f"({limit}): thinking counts toward the answer's tokens")
         return ChatRequest(tuple(self._messages), dict(self._params), self._tools,
                            self._tool_choice, dict(self._extra), dict(self._headers),
-                           self._format, self._model)
+                           self._format, self._reasoning, self._model)
 
     def _check_tool_choice(self) -> None:
         choice = normalize_tool_choice(self._tool_choice)

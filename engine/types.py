@@ -302,5 +302,7 @@ class ChatRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     # The answer's format: {type: json_schema | json_object, name, schema, strict}, or None.
     response_format: Mapping[str, Any] | None = None
+    # Reasoning controls: {effort, budget_tokens, adaptive, summary}, or None.
+    reasoning: Mapping[str, Any] | None = None
     # A pydantic model class the answer is parsed into (with response_format).
     response_model: Any = field(default=None, compare=False)

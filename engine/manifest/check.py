@@ -298,6 +298,12 @@ def _samples() -> list[ChatRequest]:
         ChatRequest((Message.user("Hi"),)),
         *(ChatRequest((m,), {}, None, None, {}, {}, None) for m in media),
         *(ChatRequest((media[0],), {}, None, None, {}, {}, form) for form in (fmt, json_mode)),
+        # One reasoning control per sample (a manifest may offer some only).
+        *(ChatRequest((Message.user("Think."),), {"max_tokens": 4096},
+                      reasoning={"effort": None, "budget_tokens": None, "summary": None,
+                                 "adaptive": False, **control})
+          for control in ({"effort": "high"}, {"effort": "none"}, {"budget_tokens": 1024},
+                          {"summary": "auto"}, {"adaptive": True})),
         ChatRequest(full, params, (tool,), "auto"),
         ChatRequest(full, params, (tool,), "required"),
         ChatRequest(full, {}, (tool,), {"name": "get_weather"}),

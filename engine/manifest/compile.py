@@ -265,6 +265,8 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         stream_errors=_stream_errors(caps, stream, report),
         part_sources={k: frozenset(v) for k, v in (caps.get("parts") or {}).items()},
         response_formats=frozenset(caps.get("response_format") or ()),
+        reasoning_controls=frozenset(caps.get("reasoning") or ()),
+        reasoning_excludes=frozenset(caps.get("reasoning_excludes") or ()),
     )
 
 

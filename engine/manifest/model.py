@@ -253,6 +253,9 @@ class Manifest:
     part_sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Answer formats it can ask for (json_schema, json_object).
     response_formats: frozenset[str] = frozenset()
+    # Reasoning controls it can express, and params refused alongside reasoning.
+    reasoning_controls: frozenset[str] = frozenset()
+    reasoning_excludes: frozenset[str] = frozenset()
     base_url_template: Node | None = None
 
     def model_info(self, model: str) -> dict[str, Any]:

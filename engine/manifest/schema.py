@@ -238,6 +238,12 @@ SCHEMA: dict[str, Any] = {
                       "keysrules": {"type": "string", "allowed": ["image", "document", "audio"]},
                       "valuesrules": {"type": "list", "empty": False, "schema": {
                           "type": "string", "allowed": ["url", "data"]}}},
+            # the reasoning controls chat.reasoning(...) may use, and the params the
+            # API refuses alongside reasoning
+            "reasoning": {"type": "list", "schema": {
+                "type": "string", "allowed": ["effort", "budget_tokens", "adaptive", "summary"]}},
+            "reasoning_excludes": {"type": "list", "schema": {
+                "type": "string", "allowed": ["temperature", "top_p", "stop", "seed"]}},
             # the answer formats chat.response_format / chat.json can ask for
             "response_format": {"type": "list", "schema": {
                 "type": "string", "allowed": ["json_schema", "json_object"]}},

@@ -95,6 +95,7 @@ def build_context(request: ChatRequest, model: str, manifest: Manifest,
         "model_info": manifest.model_info(model),
         "settings": dict(settings) if settings is not None else _unset(manifest),
         "response_format": request.response_format,
+        "reasoning": request.reasoning,
     }
 
 
@@ -133,6 +134,7 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
                           f"{choice['mode']!r} (supported: {allowed})", provider=manifest.id,
                           retryable=False)
     _check_parts(manifest, request)
+    _check_reasoning(manifest, request)
     fmt = request.response_format
     if fmt is not None and fmt["type"] not in manifest.response_formats:
         offered = ", ".join(sorted(manifest.response_formats)) or "neither"
@@ -142,6 +144,24 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
     if stream and not manifest.stream:
         raise EngineError("invalid_request", f"{manifest.id} does not support streaming",
                           provider=manifest.id, retryable=False)
+
+
+def _check_reasoning(manifest: Manifest, request: ChatRequest) -> None:
+    wanted = request.reasoning
+    if wanted is None:
+        return
+    pid = manifest.id
+    for control in ("effort", "budget_tokens", "adaptive", "summary"):
+        if wanted.get(control) not in (None, False) and control not in manifest.reasoning_controls:
+            offered = ", ".join(sorted(manifest.reasoning_controls)) or "none"
+            raise EngineError("invalid_request", f"{pid} cannot express the reasoning control "
+                              f"{control!r} (it offers: {offered})", provider=pid,
+                              retryable=False)
+    for param in sorted(manifest.reasoning_excludes):
+        if request.params.get(param) is not None:
+            raise EngineError("invalid_request", f"{pid} refuses {param} alongside "
+                              f"reasoning; drop .{param}() or .reasoning()", provider=pid,
+                              retryable=False)
 
 
 def _check_parts(manifest: Manifest, request: ChatRequest) -> None:

@@ -1,0 +1,93 @@
+"""chat.reasoning(...): one call, each provider's own dialect, and refusals before sending."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_media import ANSWERS, client
+
+from engine import EngineError
+
+pytestmark = pytest.mark.fast
+
+
+@pytest.mark.parametrize("provider, call, want", [
+    ("openai", {"effort": "low"}, {"reasoning_effort": "low"}),
+    ("anthropic", {"budget_tokens": 2048},
+     {"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+    ("anthropic", {"adaptive": True}, {"thinking": {"type": "adaptive"}}),
+    ("anthropic", {"effort": "medium"}, {"output_config": {"effort": "medium"}}),
+    ("gemini", {"budget_tokens": 512, "summary": "auto"},
+     {"generationConfig": {"maxOutputTokens": 4096, "thinkingConfig": {
+         "thinkingBudget": 512, "includeThoughts": True}}}),
+    ("gemini", {"effort": "high"},
+     {"generationConfig": {"maxOutputTokens": 4096, "thinkingConfig": {"thinkingLevel": "high"}}}),
+    ("gemini", {"effort": "none"},
+     {"generationConfig": {"maxOutputTokens": 4096, "thinkingConfig": {"thinkingBudget": 0}}}),
+    ("ollama", {"effort": "high"}, {"think": "high"}),
+    ("ollama", {"effort": "none"}, {"think": False}),
+    ("ollama", {"effort": "minimal"}, {"think": True}),
+])
+def test_each_family_gets_its_own_fields(provider: str, call: dict[str, Any],
+                                          want: dict[str, Any]) -> None:
+    c, server = client(provider)
+    c.chat().user("Think.").max_tokens(4096).reasoning(**call).execute()
+    body = server.bodies[0]
+    for key, value in want.items():
+        assert body[key] == value, (key, body)
+
+
+def test_without_reasoning_nothing_is_sent() -> None:
+    for provider, keys in [("openai", ["reasoning_effort"]), ("anthropic", ["thinking"]),
+                           ("ollama", ["think"])]:
+        c, server = client(provider)
+        c.chat().user("x").execute()
+        assert not set(keys) & set(server.bodies[0]), provider
+    c, server = client("gemini")
+    c.chat().user("x").execute()
+    assert "generationConfig" not in server.bodies[0]
+
+
+@pytest.mark.parametrize("provider, call, why", [
+    ("openai", {"budget_tokens": 100}, "openai cannot express the reasoning control "
+     "'budget_tokens' (it offers: effort)"),
+    ("deepseek", {"effort": "high"}, "deepseek cannot express the reasoning control 'effort' "
+     "(it offers: none)"),
+    ("anthropic", {"summary": "auto"}, "cannot express the reasoning control 'summary'"),
+])
+def test_a_control_the_provider_lacks_is_refused(provider: str, call: dict[str, Any],
+                                                 why: str) -> None:
+    c, server = client(provider, ANSWERS["openai"])
+    with pytest.raises(EngineError) as caught:
+        c.chat().user("x").reasoning(**call).execute()
+    assert caught.value.kind == "invalid_request" and why in caught.value.message
+    assert server.bodies == []
+
+
+def test_sampling_params_the_api_refuses_with_thinking_are_refused() -> None:
+    c, server = client("anthropic")
+    with pytest.raises(EngineError, match=r"anthropic refuses temperature alongside reasoning"):
+        c.chat().user("x").temperature(0.3).reasoning(budget_tokens=1024).execute()
+    assert server.bodies == []
+
+
+@pytest.mark.parametrize("build, why", [
+    (lambda chat: chat.reasoning(effort="maximum"), "did you mean"),
+    (lambda chat: chat.reasoning(), "needs effort, budget_tokens, summary or adaptive"),
+    (lambda chat: chat.reasoning(budget_tokens=-1), "budget_tokens must be"),
+    (lambda chat: chat.reasoning(adaptive=True, budget_tokens=10), "not both"),
+    (lambda chat: chat.reasoning(summary="full"), "reasoning summary must be one of"),
+])
+def test_bad_controls_fail_at_the_call(build: Any, why: str) -> None:
+    c, _ = client("anthropic")
+    with pytest.raises(EngineError, match=why):
+        build(c.chat().user("x"))
+
+
+def test_a_budget_at_or_over_max_tokens_is_refused() -> None:
+    c, server = client("anthropic")
+    with pytest.raises(EngineError, match=r"budget_tokens \(2048\) must be below max_tokens "
+                       r"\(1024\)"):
+        c.chat().user("x").max_tokens(1024).reasoning(budget_tokens=2048).execute()
+    assert server.bodies == []
