@@ -424,6 +424,8 @@ def _tool_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> ToolCallR
     if not complete and "key" not in spec and "id" not in spec:
         c.report.add(key, "a fragment tool_call rule needs 'key' or 'id' "
                           "(or complete: true for whole calls)")
+    if complete and spec.get("continues"):
+        c.report.add((*key, "continues"), "a complete call starts itself; drop 'continues'")
     if complete and "name" not in spec:
         c.report.add(key, "a complete tool_call rule needs 'name'")
     return ToolCallRule(
@@ -433,6 +435,7 @@ def _tool_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> ToolCallR
         arguments=c.path(spec.get("arguments"), (*key, "arguments")),
         each=c.path(spec.get("each"), (*key, "each")),
         complete=complete,
+        continues=bool(spec.get("continues", False)),
         extra={name: p for name, expr in (spec.get("extra") or {}).items()
                if (p := c.path(expr, (*key, "extra", name))) is not None},
     )

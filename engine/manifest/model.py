@@ -117,6 +117,7 @@ class ToolCallRule:
     each: Path | None
     complete: bool
     extra: Mapping[str, Path] = field(default_factory=dict)
+    continues: bool = False  # fragments for a key no open call has are dropped
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,9 @@ _TOOL_CALL = {
         "arguments": _PATH,
         "extra": {"type": "dict", "valuesrules": _PATH},
         "complete": {"type": "boolean"},
+        # only continue a call an earlier frame started (fragments of other blocks, e.g.
+        # a provider's own server-side tool, are dropped)
+        "continues": {"type": "boolean"},
     },
 }
 

@@ -264,6 +264,8 @@ class Accumulator:
         if not part.complete:
             found = self._calls.get(part.key) if part.key is not None else self._last
         if found is None or not found.open:
+            if part.continues:
+                return  # a fragment of a block that is not a tool call of ours
             call = self._start(part.key, part.id, part.name)
         else:
             call = found

@@ -46,6 +46,7 @@ class CallPart:
     arguments: Any = None  # text (a fragment of JSON), a mapping, or None
     extra: dict[str, Any] = field(default_factory=dict)
     complete: bool = False
+    continues: bool = False  # only adds to a call already open under its key
 
 
 @dataclass(slots=True)
@@ -242,7 +243,8 @@ class FrameRules:
         parts = []
         for item in items:
             part = CallPart(id=self._get(rule.id, item), name=self._get(rule.name, item),
-                            arguments=self._get(rule.arguments, item), complete=rule.complete)
+                            arguments=self._get(rule.arguments, item), complete=rule.complete,
+                            continues=rule.continues)
             if not rule.complete:
                 if part.id is None and part.name is None and part.arguments is None:
                     continue  # this frame carries no part of a tool call
