@@ -70,6 +70,7 @@ class _Builder:
         self._timeouts = timeouts
         self._format: dict[str, Any] | None = None
         self._reasoning: dict[str, Any] | None = None
+        self._parallel: bool | None = None
         self._model: Any = None
 
     def system(self: _B, text: str) -> _B:
@@ -150,6 +151,13 @@ class _Builder:
         self._tool_choice = choice
         return self
 
+    def parallel_tool_calls(self: _B, allowed: bool) -> _B:
+        """Whether the model may ask for several tool calls in one turn."""
+        if not isinstance(allowed, bool):
+            raise inputs.invalid(f"parallel_tool_calls takes a bool, {inputs.got(allowed)}")
+        self._parallel = allowed
+        return self
+
     def response_format(self: _B, schema: Any, *, name: str | None = None,
                         strict: bool = True) -> _B:
         """Ask for an answer that is JSON matching *schema* (a JSON Schema dict, or a
@@ -217,7 +225,7 @@ class _Builder:
                                  f"({limit}): thinking counts toward the answer's tokens")
         return ChatRequest(tuple(self._messages), dict(self._params), self._tools,
                            self._tool_choice, dict(self._extra), dict(self._headers),
-                           self._format, self._reasoning, self._model)
+                           self._format, self._parallel, self._reasoning, self._model)
 
     def _check_tool_choice(self) -> None:
         choice = normalize_tool_choice(self._tool_choice)

@@ -196,6 +196,8 @@ class Tool:
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
+    # Strict schema adherence for the arguments, where the provider has it (None: unsaid).
+    strict: bool | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Tool) -> Tool:
@@ -204,13 +206,17 @@ class Tool:
         if "name" not in data:
             raise ValueError("a tool needs a 'name'")
         params = data.get("parameters") or {"type": "object", "properties": {}}
-        return cls(str(data["name"]), str(data.get("description") or ""), dict(params))
+        strict = data.get("strict")
+        if strict is not None and not isinstance(strict, bool):
+            raise ValueError(f"a tool's strict must be a bool, not {type(strict).__name__}")
+        return cls(str(data["name"]), str(data.get("description") or ""), dict(params), strict)
 
     def to_context(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
             "parameters": dict(self.parameters),
+            "strict": self.strict,
         }
 
 
@@ -302,6 +308,8 @@ class ChatRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     # The answer's format: {type: json_schema | json_object, name, schema, strict}, or None.
     response_format: Mapping[str, Any] | None = None
+    # False: at most one tool call per turn; None: the provider's default.
+    parallel_tool_calls: bool | None = None
     # Reasoning controls: {effort, budget_tokens, adaptive, summary}, or None.
     reasoning: Mapping[str, Any] | None = None
     # A pydantic model class the answer is parsed into (with response_format).

@@ -91,3 +91,41 @@ def test_a_budget_at_or_over_max_tokens_is_refused() -> None:
                        r"\(1024\)"):
         c.chat().user("x").max_tokens(1024).reasoning(budget_tokens=2048).execute()
     assert server.bodies == []
+
+
+# ---------------------------------------------------------------- tool options
+
+TOOL = {"name": "get_weather", "description": "Weather", "strict": True,
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"], "additionalProperties": False}}
+
+
+def test_openai_strict_tools_and_no_parallel_calls() -> None:
+    c, server = client("openai")
+    c.chat().user("x").tools([TOOL]).parallel_tool_calls(False).execute()
+    body = server.bodies[0]
+    assert body["tools"][0]["function"]["strict"] is True
+    assert body["parallel_tool_calls"] is False
+
+
+def test_anthropic_no_parallel_calls_rides_on_tool_choice() -> None:
+    c, server = client("anthropic")
+    c.chat().user("x").tools([TOOL]).parallel_tool_calls(False).execute()
+    assert server.bodies[0]["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    c.chat().user("x").tools([TOOL]).tool_choice("required").parallel_tool_calls(False).execute()
+    assert server.bodies[1]["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    c.chat().user("x").tools([TOOL]).execute()
+    assert "tool_choice" not in server.bodies[2]
+
+
+def test_parallel_calls_off_is_refused_where_it_cannot_be_said() -> None:
+    c, server = client("gemini")
+    with pytest.raises(EngineError, match="gemini cannot turn parallel tool calls off"):
+        c.chat().user("x").tools([TOOL]).parallel_tool_calls(False).execute()
+    assert server.bodies == []
+
+
+def test_a_non_bool_strict_is_refused() -> None:
+    c, _ = client("openai")
+    with pytest.raises(EngineError, match="strict must be a bool"):
+        c.chat().user("x").tools([{**TOOL, "strict": "yes"}])

@@ -308,6 +308,9 @@ def _samples() -> list[ChatRequest]:
         ChatRequest(full, params, (tool,), "required"),
         ChatRequest(full, {}, (tool,), {"name": "get_weather"}),
         ChatRequest(full, {}, (tool,), "none"),
+        ChatRequest(full, {}, (Tool("strict_tool", "Strict", tool.parameters, True),), None,
+                    parallel_tool_calls=False),
+        ChatRequest(full, {}, (tool,), "required", parallel_tool_calls=False),
     ]
 
 

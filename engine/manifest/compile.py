@@ -266,6 +266,7 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         part_sources={k: frozenset(v) for k, v in (caps.get("parts") or {}).items()},
         response_formats=frozenset(caps.get("response_format") or ()),
         reasoning_controls=frozenset(caps.get("reasoning") or ()),
+        parallel_tool_calls=bool(caps.get("parallel_tool_calls", False)),
         reasoning_excludes=frozenset(caps.get("reasoning_excludes") or ()),
     )
 

@@ -254,6 +254,8 @@ class Manifest:
     part_sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Answer formats it can ask for (json_schema, json_object).
     response_formats: frozenset[str] = frozenset()
+    # Whether the body can turn parallel tool calls off.
+    parallel_tool_calls: bool = False
     # Reasoning controls it can express, and params refused alongside reasoning.
     reasoning_controls: frozenset[str] = frozenset()
     reasoning_excludes: frozenset[str] = frozenset()

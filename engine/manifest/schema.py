@@ -241,6 +241,8 @@ SCHEMA: dict[str, Any] = {
                       "keysrules": {"type": "string", "allowed": ["image", "document", "audio"]},
                       "valuesrules": {"type": "list", "empty": False, "schema": {
                           "type": "string", "allowed": ["url", "data"]}}},
+            # whether chat.parallel_tool_calls(False) can be expressed
+            "parallel_tool_calls": {"type": "boolean"},
             # the reasoning controls chat.reasoning(...) may use, and the params the
             # API refuses alongside reasoning
             "reasoning": {"type": "list", "schema": {

@@ -96,6 +96,7 @@ def build_context(request: ChatRequest, model: str, manifest: Manifest,
         "settings": dict(settings) if settings is not None else _unset(manifest),
         "response_format": request.response_format,
         "reasoning": request.reasoning,
+        "parallel_tool_calls": request.parallel_tool_calls,
     }
 
 
@@ -135,6 +136,9 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
                           retryable=False)
     _check_parts(manifest, request)
     _check_reasoning(manifest, request)
+    if request.parallel_tool_calls is False and not manifest.parallel_tool_calls:
+        raise EngineError("invalid_request", f"{manifest.id} cannot turn parallel tool calls "
+                          f"off", provider=manifest.id, retryable=False)
     fmt = request.response_format
     if fmt is not None and fmt["type"] not in manifest.response_formats:
         offered = ", ".join(sorted(manifest.response_formats)) or "neither"
