@@ -293,7 +293,7 @@ def test_without_botocore_the_error_names_the_extra(signed: None,
 # ---------------------------------------------------------------- the validator
 
 @pytest.mark.parametrize("auth, problem", [
-    ("{scheme: bearer-token}", "scheme 'bearer-token' needs auth.command"),
+    ("{scheme: bearer-token}", "scheme 'bearer-token' needs auth.command or auth.credentials"),
     ("{scheme: aws-sigv4, service: x}", "scheme 'aws-sigv4' needs auth.region"),
     ("{scheme: bearer, env: [K], command: [x]}", "auth.command: not used by scheme 'bearer'"),
     ("{scheme: aws-sigv4, service: x, region: '{{ settings.regoin }}'}", "regoin"),
@@ -307,3 +307,115 @@ def test_the_validator_checks_the_sourced_schemes(tmp_path: Path, auth: str,
         f"auth: {auth}"))
     found = check_file(path, dirs=[tmp_path]).problems
     assert any(problem in p for p in found), found
+
+
+# ---------------------------------------------------------------- application-default
+
+ADC_MANIFEST = """\
+manifest: 1
+id: adc
+base_url: https://llm.adc.test/v1
+auth:
+  scheme: bearer-token
+  credentials: application-default
+  scopes: [https://scopes.adc.test/cloud]
+chat:
+  path: /chat
+  body: {model: "{{ model }}"}
+  response: {content: answer}
+"""
+
+
+@pytest.fixture
+def token_endpoint() -> Any:
+    """A local OAuth token endpoint (the JWT-bearer grant of a service account)."""
+    import http.server
+    import threading
+    import urllib.parse as up
+
+    seen: list[dict[str, list[str]]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["content-length"])
+            seen.append(up.parse_qs(self.rfile.read(length).decode()))
+            body = json.dumps({"access_token": f"ya29.local-{len(seen)}-0123456789",
+                               "expires_in": 3600, "token_type": "Bearer"}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/token", seen
+    server.shutdown()
+
+
+@pytest.fixture
+def adc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token_endpoint: Any) -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    url, seen = token_endpoint
+    account = {"type": "service_account", "project_id": "p", "private_key_id": "k1",
+               "private_key": pem, "client_email": "engine-test@p.iam.example",
+               "client_id": "1", "token_uri": url}
+    path = tmp_path / "account.json"
+    path.write_text(json.dumps(account))
+    (tmp_path / "adc.yaml").write_text(ADC_MANIFEST)
+    monkeypatch.setenv("AI_PROTOCOL_PATH", str(tmp_path))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    return seen
+
+
+def test_application_default_credentials_give_the_token(adc: Any) -> None:
+    server = Server()
+    client = sync_client("adc/m", server)
+    client.chat().user("a").execute()
+    client.chat().user("b").execute()
+    assert [r.headers["authorization"] for r in server.requests] == [
+        "Bearer ya29.local-1-0123456789"] * 2
+    assert len(adc) == 1  # one token request, reused until it nears its expiry
+    assert adc[0]["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+
+
+def test_an_authentication_error_refreshes_the_application_default_token(adc: Any) -> None:
+    server = Server(401)
+    client = sync_client("adc/m", server)
+    with pytest.raises(EngineError):
+        client.chat().user("a").execute()
+    client.chat().user("b").execute()
+    assert server.requests[-1].headers["authorization"] == "Bearer ya29.local-2-0123456789"
+
+
+def test_missing_application_default_credentials_are_an_authentication_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "adc.yaml").write_text(ADC_MANIFEST)
+    monkeypatch.setenv("AI_PROTOCOL_PATH", str(tmp_path))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    server = Server()
+    with pytest.raises(EngineError) as caught:
+        sync_client("adc/m", server).chat().user("a").execute()
+    assert caught.value.kind == "authentication"
+    assert "application-default credentials of adc gave no token" in caught.value.message
+    assert server.requests == []
+
+
+def test_without_the_library_the_error_names_the_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "adc.yaml").write_text(ADC_MANIFEST)
+    monkeypatch.setenv("AI_PROTOCOL_PATH", str(tmp_path))
+    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "google.auth", None)
+    with pytest.raises(EngineError, match=r"pip install 'engine\[google\]'"):
+        sync_client("adc/m", Server())

@@ -11,6 +11,11 @@ writes as it always has):
   error. A command that is missing, fails, times out or prints nothing usable
   is an ``authentication`` error naming the command (never its output's
   token).
+* ``bearer-token`` with ``auth.credentials: application-default``: the token
+  of the application-default credentials (``google-auth``, the optional extra
+  ``engine[google]``; service-account or user files, the metadata server), for
+  ``auth.scopes``, refreshed five minutes before it expires. Its token requests
+  go through the standard library (no extra HTTP package).
 * ``aws-sigv4``: the request is signed (Signature Version 4) with the
   ``auth.service`` name and the ``auth.region`` rendered from settings, by
   ``botocore`` (the optional extra ``engine[aws]``; a clear error names it
@@ -39,10 +44,12 @@ from ..manifest.templates import render_checked
 from ..protocol.auth import SIGNING_SCHEME, TOKEN_SCHEME, Credential
 from ..protocol.render import PreparedRequest
 
-__all__ = ["COMMAND_TIMEOUT", "CommandToken", "SigV4", "credential_for"]
+__all__ = ["COMMAND_TIMEOUT", "ApplicationDefaultToken", "CommandToken", "SigV4",
+           "credential_for"]
 
 COMMAND_TIMEOUT = 30.0
 SIGNING_EXTRA = "engine[aws]"
+DEFAULT_CREDENTIALS_EXTRA = "engine[google]"
 # Refresh temporary credentials this long before they expire.
 EXPIRY_MARGIN = 300.0
 
@@ -117,6 +124,95 @@ class CommandToken:
 
     def __repr__(self) -> str:
         return f"CommandToken({self.argv[0]!r}, cached={self._token is not None})"
+
+
+def _default_credentials_library() -> Any:
+    try:
+        import google.auth
+        import google.auth.exceptions
+        import google.auth.transport
+    except ImportError:
+        raise EngineError("invalid_request", f"application-default credentials need "
+                          f"google-auth: pip install '{DEFAULT_CREDENTIALS_EXTRA}'",
+                          retryable=False) from None
+    return google.auth
+
+
+class _Response:
+    """What the credentials library reads of an HTTP answer."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
+        self.status, self.headers, self.data = status, dict(headers), data
+
+
+def _token_request(url: str, method: str = "GET", body: bytes | None = None,
+                   headers: Mapping[str, str] | None = None, timeout: float | None = None,
+                   **_: Any) -> _Response:
+    """The library's transport, over urllib: token and metadata requests only."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout or COMMAND_TIMEOUT) as answer:
+            return _Response(answer.status, dict(answer.headers), answer.read())
+    except urllib.error.HTTPError as exc:
+        return _Response(exc.code, dict(exc.headers or {}), exc.read())
+    except OSError as exc:
+        library = _default_credentials_library()
+        raise library.exceptions.TransportError(str(exc)) from None
+
+
+class ApplicationDefaultToken:
+    """A bearer token from the application-default credentials, refreshed before expiry."""
+
+    def __init__(self, scopes: tuple[str, ...], provider: str) -> None:
+        self.scopes, self.provider = scopes, provider
+        self._library = _default_credentials_library()
+        self._credentials: Any = None
+        self._lock = threading.Lock()
+
+    def stale(self) -> bool:
+        creds = self._credentials
+        if creds is None or not creds.token:
+            return True
+        expiry = getattr(creds, "expiry", None)
+        if expiry is None:
+            return False
+        left = expiry.replace(tzinfo=None) - _utcnow()
+        return bool(left.total_seconds() < EXPIRY_MARGIN)
+
+    def refresh(self) -> None:
+        library = self._library
+        with self._lock:
+            try:
+                if self._credentials is None:
+                    self._credentials, _ = library.default(scopes=list(self.scopes) or None)
+                self._credentials.refresh(_token_request)
+            except library.exceptions.GoogleAuthError as exc:
+                raise _auth_error(f"the application-default credentials of {self.provider} "
+                                  f"gave no token: {redact(str(exc))}", self.provider) from None
+            register_secret(self._credentials.token)
+
+    def key(self) -> str | None:
+        return None if self._credentials is None else self._credentials.token
+
+    def apply(self, prepared: PreparedRequest) -> PreparedRequest:
+        return prepared
+
+    def forget(self) -> None:
+        with self._lock:
+            if self._credentials is not None:
+                self._credentials.token = None
+
+    def __repr__(self) -> str:
+        return f"ApplicationDefaultToken(scopes={list(self.scopes)!r})"
+
+
+def _utcnow() -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def _botocore() -> Any:
@@ -213,6 +309,8 @@ def credential_for(manifest: Manifest, api_key: str | None,
     if auth.scheme == TOKEN_SCHEME:
         if api_key is not None or any(os.environ.get(name) for name in auth.env):
             return None  # a fixed token: written like a bearer key
+        if auth.credentials == "application-default":
+            return ApplicationDefaultToken(auth.scopes, manifest.id)
         return CommandToken(auth.command, auth.lifetime, manifest.id)
     if auth.scheme == SIGNING_SCHEME:
         assert auth.service is not None and auth.region is not None  # validated

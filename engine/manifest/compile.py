@@ -348,14 +348,20 @@ def _auth(c: _Compiler, spec: Mapping[str, Any], report: Problems) -> AuthSpec:
             report.add(("auth",), "auth.env must list at least one environment variable")
     for name, allowed in (("header", {"header"}), ("param", {"query"}),
                           ("prefix", {"header"}), ("command", {TOKEN_SCHEME}),
-                          ("lifetime", {TOKEN_SCHEME}), ("service", {SIGNING_SCHEME}),
+                          ("lifetime", {TOKEN_SCHEME}), ("credentials", {TOKEN_SCHEME}),
+                          ("scopes", {TOKEN_SCHEME}), ("service", {SIGNING_SCHEME}),
                           ("region", {SIGNING_SCHEME})):
         if name in spec and scheme not in allowed:
             report.add(("auth", name), f"not used by scheme {scheme!r}")
-    needs = {TOKEN_SCHEME: ("command",), SIGNING_SCHEME: ("service", "region")}
+    needs = {SIGNING_SCHEME: ("service", "region")}
     for name in needs.get(scheme, ()):
         if name not in spec:
             report.add(("auth", "scheme"), f"scheme {scheme!r} needs auth.{name}")
+    if scheme == TOKEN_SCHEME and ("command" in spec) == ("credentials" in spec):
+        report.add(("auth", "scheme"), f"scheme {scheme!r} needs auth.command or "
+                   f"auth.credentials (one of them)")
+    if "scopes" in spec and "credentials" not in spec:
+        report.add(("auth", "scopes"), "scopes go with auth.credentials")
     region = spec.get("region")
     return AuthSpec(
         scheme=scheme,
@@ -366,6 +372,8 @@ def _auth(c: _Compiler, spec: Mapping[str, Any], report: Problems) -> AuthSpec:
         required=spec.get("required", scheme != "none"),
         command=tuple(spec.get("command") or ()),
         lifetime=float(spec.get("lifetime", 3000.0)),
+        credentials=spec.get("credentials"),
+        scopes=tuple(spec.get("scopes") or ()),
         service=spec.get("service"),
         region=c.tree(region, ("auth", "region")) if region is not None else None,
     )

@@ -78,6 +78,8 @@ class AuthSpec:
     required: bool = True
     command: tuple[str, ...] = ()  # bearer-token: argv of the command printing a token
     lifetime: float = 3000.0  # bearer-token: seconds a token is reused
+    credentials: str | None = None  # bearer-token: "application-default" instead of a command
+    scopes: tuple[str, ...] = ()  # bearer-token with application-default credentials
     service: str | None = None  # aws-sigv4: the signing service name
     region: Node | None = None  # aws-sigv4: the region, a template over settings
 

@@ -225,6 +225,10 @@ SCHEMA: dict[str, Any] = {
             "command": {"type": "list", "empty": False,
                         "schema": {"type": "string", "empty": False}},
             "lifetime": {"type": "number", "min": 60, "max": 86400},
+            # bearer-token: or a token from application-default credentials, for scopes
+            "credentials": {"type": "string", "allowed": ["application-default"]},
+            "scopes": {"type": "list", "empty": False, "schema": {"type": "string",
+                                                                  "empty": False}},
             # aws-sigv4: the signing service name, and the region (a template over settings)
             "service": {"type": "string", "regex": r"^[a-z0-9-]+$"},
             "region": {"type": "string", "empty": False},
