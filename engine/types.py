@@ -229,6 +229,8 @@ class Usage:
     total_tokens: int = 0
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    # Prompt tokens written to the provider's cache (cached_tokens are the reads).
+    cache_write_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -246,3 +246,13 @@ def test_a_pydantic_model_gives_schema_name_and_instance() -> None:
     sent = server.bodies[0]["response_format"]["json_schema"]
     assert sent["name"] == "Dog" and sent["schema"]["required"] == ["name", "age"]
     assert isinstance(resp.parsed, Dog) and resp.parsed.age == 3
+
+
+def test_anthropic_reports_cache_writes_and_reads() -> None:
+    answer = {**ANSWERS["anthropic"], "usage": {"input_tokens": 3, "output_tokens": 33,
+                                               "cache_creation_input_tokens": 418,
+                                               "cache_read_input_tokens": 1111}}
+    c, _ = client("anthropic", answer)
+    usage = c.chat().user([Part.text("Long document.", cache=True)]).execute().usage
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.cache_write_tokens) == (1532, 1111,
+                                                                                    418)

@@ -138,7 +138,8 @@ SCHEMA: dict[str, Any] = {
         "usage": {"type": "dict", "schema": {name: {"type": "integer", "nullable": True}
                                              for name in ("prompt_tokens", "completion_tokens",
                                                           "total_tokens", "cached_tokens",
-                                                          "reasoning_tokens")}},
+                                                          "reasoning_tokens",
+                                                          "cache_write_tokens")}},
         "events": {"type": "list", "schema": {"type": "string"}},
         "attempts": {"type": "integer", "min": 1},
         "parsed": {"nullable": True},  # response.parsed (a requested format's answer)

@@ -397,7 +397,8 @@ def summarize(response: Any) -> dict[str, Any]:
         "usage": {"prompt_tokens": usage.prompt_tokens,
                   "completion_tokens": usage.completion_tokens,
                   "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
-                  "reasoning_tokens": usage.reasoning_tokens},
+                  "reasoning_tokens": usage.reasoning_tokens,
+                  "cache_write_tokens": usage.cache_write_tokens},
     }
 
 

@@ -46,7 +46,7 @@ __all__ = [
 TOOL_CHOICE_MODES = frozenset({"auto", "none", "required", "tool"})
 # The usage fields a manifest may extract (the fields of engine.types.Usage).
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
-                "reasoning_tokens")
+                "reasoning_tokens", "cache_write_tokens")
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,7 @@ def make_usage(values: Mapping[str, Any]) -> Usage:
         total_tokens=total if total is not None else prompt + completion,
         cached_tokens=_int(values.get("cached_tokens")),
         reasoning_tokens=_int(values.get("reasoning_tokens")),
+        cache_write_tokens=_int(values.get("cache_write_tokens")),
     )
 
 
