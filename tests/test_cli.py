@@ -275,7 +275,8 @@ def test_json_streamed_is_one_object_of_plain_data(server):
     assert data == {"content": "The capital of France is Paris.", "thinking": None,
                     "tool_calls": [], "finish_reason": "stop",
                     "usage": {"prompt_tokens": 14, "completion_tokens": 8, "total_tokens": 22,
-                              "cached_tokens": None, "reasoning_tokens": None}}
+                              "cached_tokens": None, "reasoning_tokens": None,
+                              "cache_write_tokens": None}}
     # gpt-4o-mini's catalogue prices: $0.15 in, $0.60 out per million tokens
     assert stats.pop("cost_usd") == pytest.approx((14 * 0.15 + 8 * 0.6) / 1e6)
     assert stats == {"prompt_tokens": 14, "completion_tokens": 8, "total_tokens": 22,
@@ -293,7 +294,8 @@ def test_json_without_streaming(server):
     assert data == {"content": "The temperature in Tokyo is currently 20.0 degrees Celsius.",
                     "thinking": None, "tool_calls": [], "finish_reason": "stop",
                     "usage": {"prompt_tokens": 75, "completion_tokens": 15, "total_tokens": 90,
-                              "cached_tokens": 0, "reasoning_tokens": 0}}
+                              "cached_tokens": 0, "reasoning_tokens": 0,
+                              "cache_write_tokens": None}}
     assert stats == {"prompt_tokens": 75, "completion_tokens": 15, "total_tokens": 90,
                      "ttft_ms": None, "attempts": 1, "model": "gpt-4.1-mini",
                      "provider": "openai", "cached_tokens": 0, "reasoning_tokens": 0,

@@ -374,7 +374,7 @@ TEXT_ANSWER = {
         content="Hello! I'm doing well, thanks for asking. How are you doing today? Is there "
                 "anything I can help you with?", thinking=None,
         # no total in Anthropic usage: computed as input + output
-        usage=Usage(12, 29, 41, cached_tokens=0, reasoning_tokens=None)),
+        usage=Usage(12, 29, 41, cached_tokens=0, reasoning_tokens=None, cache_write_tokens=0)),
     "gemini": dict(
         content="There are **3** r's in strawberry.\n\nHere is the breakdown: st**r**awbe**rr**y.",
         thinking=None,
@@ -618,7 +618,7 @@ TOOL_ANSWER: dict[str, tuple[str | None, str, dict[str, Any], str, str | None, U
     "openai": ("call_rtFKwAIteZdMYlGvskQUU6Ao", "get_temperature", {"city": "Tokyo"}, "", None,
                Usage(50, 15, 65, cached_tokens=0, reasoning_tokens=0)),
     "anthropic": ("toolu_011GReSD6Lexm9Bs3tXwTC7L", "getWeather", {"city": "Tokyo"}, "", None,
-                  Usage(833, 24, 857, cached_tokens=0)),
+                  Usage(833, 24, 857, cached_tokens=0, cache_write_tokens=0)),
     "gemini": (None, "weather", {"location": "San Francisco"}, "", None,
                Usage(29, 15 + 893, 937, reasoning_tokens=893)),
     "deepseek": ("call_00_9V0vrf86Pc9aelHCJMZqnJBo", "weather", {"location": "San Francisco"},
@@ -1075,7 +1075,8 @@ async def test_anthropic_prompt_tokens_include_cache_reads_and_writes(wire: Wire
     async with wire.client(MODELS["anthropic"]) as client:
         resp, stats = await client.chat().system(SYSTEM).user(USER).execute_with_stats()
     # input 3 + cache_read 1111 + cache_creation 403; output 33; no total field: computed
-    assert resp.usage == Usage(1517, 33, 1550, cached_tokens=1111, reasoning_tokens=None)
+    assert resp.usage == Usage(1517, 33, 1550, cached_tokens=1111, reasoning_tokens=None,
+                               cache_write_tokens=403)
     assert (stats.prompt_tokens, stats.cached_tokens) == (1517, 1111)
     assert resp.content.startswith("Python is a beginner-friendly")
     assert resp.finish_reason == "stop"

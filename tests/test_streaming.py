@@ -140,13 +140,15 @@ class Expected:
 
 
 def usage_dict(prompt: int, completion: int, total: int | None = None,
-               cached: int | None = None, reasoning: int | None = None) -> dict[str, int | None]:
+               cached: int | None = None, reasoning: int | None = None,
+               cache_write: int | None = None) -> dict[str, int | None]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion if total is None else total,
         "cached_tokens": cached,
         "reasoning_tokens": reasoning,
+        "cache_write_tokens": cache_write,
     }
 
 
@@ -255,7 +257,8 @@ def ref_anthropic(body: bytes) -> Expected:
         prompt = (counts["input_tokens"] + counts.get("cache_read_input_tokens", 0)
                   + counts.get("cache_creation_input_tokens", 0))
         exp.usage = usage_dict(prompt, counts["output_tokens"],
-                               cached=counts.get("cache_read_input_tokens"))
+                               cached=counts.get("cache_read_input_tokens"),
+                               cache_write=counts.get("cache_creation_input_tokens"))
     return exp
 
 
@@ -461,7 +464,7 @@ RECORDED = [
             "content_prefix": "Here are the basic steps for safely crossing the street:",
             "content_suffix": " when crossing streets.",
             "thinking_prefix": "This is a straightforward question about pedestrian safety.",
-            "usage": usage_dict(43, 282, 325, 0, None), "finish": "stop", "calls": []}),
+            "usage": usage_dict(43, 282, 325, 0, None, 0), "finish": "stop", "calls": []}),
     rec("gemini_stream_functioncall_crlf.sse", "gemini/gemini-2.0-flash", "/v1beta",
         ref_gemini, pins={
             "calls": [(None, "get_capital", {"country": "France"})],
@@ -506,7 +509,7 @@ CONSTRUCTED = [
              "content": "Café ☕ in 東京 — checking 🌦️",
              "calls": [("toolu_01KFbKqPYSuAKujiL6mTfzYA", "get_weather",
                         {"city": "東京", "unit": "c"})],
-             "usage": usage_dict(220, 57, 277, 100, None), "finish": "tool_calls"}),
+             "usage": usage_dict(220, 57, 277, 100, None, 0), "finish": "tool_calls"}),
     Case("ollama_ndjson_tool_call (constructed)", "ollama/llama3.2", "", ref_ollama,
          OLLAMA_TOOL_BODY, content_type=NDJSON, pins={
              "content": "Let me look that up — 東京 🗼",
