@@ -318,6 +318,8 @@ base_url: https://llm.adc.test/v1
 auth:
   scheme: bearer-token
   credentials: application-default
+  library: google.auth
+  extra: google
   scopes: [https://scopes.adc.test/cloud]
 chat:
   path: /chat

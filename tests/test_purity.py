@@ -27,12 +27,9 @@ FORBIDDEN = [
 ]
 
 # Public names fixed by the providers issue: the auth scheme of Signature Version 4
-# signing, the extra that installs its signer and the algorithm id of its header; the
-# extra and the library of application-default credentials. They name credential
-# standards the engine implements for any manifest, not a provider's API; nothing
-# else may.
-ALLOWED_NAMES = ("aws-sigv4", "engine[aws]", "AWS4-HMAC-SHA256", "engine[google]",
-                 "google-auth", "google.auth")
+# signing, the extra that installs its signer and the algorithm id of its header. They
+# name a signing standard the engine implements for any manifest; nothing else may.
+ALLOWED_NAMES = ("aws-sigv4", "engine[aws]", "AWS4-HMAC-SHA256")
 
 
 def _engine_sources() -> list[Path]:

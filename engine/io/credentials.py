@@ -12,10 +12,12 @@ writes as it always has):
   is an ``authentication`` error naming the command (never its output's
   token).
 * ``bearer-token`` with ``auth.credentials: application-default``: the token
-  of the application-default credentials (``google-auth``, the optional extra
-  ``engine[google]``; service-account or user files, the metadata server), for
-  ``auth.scopes``, refreshed five minutes before it expires. Its token requests
-  go through the standard library (no extra HTTP package).
+  of the application-default credentials of the library ``auth.library`` names
+  (a module with ``default(scopes=)`` -> ``(credentials, project)``, whose
+  credentials ``refresh(request)`` and carry ``token`` and ``expiry``; installed
+  by the package extra ``auth.extra``, which the error names when it is
+  missing), for ``auth.scopes``, refreshed five minutes before it expires. Its
+  token requests go through the standard library (no extra HTTP package).
 * ``aws-sigv4``: the request is signed (Signature Version 4) with the
   ``auth.service`` name and the ``auth.region`` rendered from settings, by
   ``botocore`` (the optional extra ``engine[aws]``; a clear error names it
@@ -49,7 +51,6 @@ __all__ = ["COMMAND_TIMEOUT", "ApplicationDefaultToken", "CommandToken", "SigV4"
 
 COMMAND_TIMEOUT = 30.0
 SIGNING_EXTRA = "engine[aws]"
-DEFAULT_CREDENTIALS_EXTRA = "engine[google]"
 # Refresh temporary credentials this long before they expire.
 EXPIRY_MARGIN = 300.0
 
@@ -126,16 +127,18 @@ class CommandToken:
         return f"CommandToken({self.argv[0]!r}, cached={self._token is not None})"
 
 
-def _default_credentials_library() -> Any:
+def _credentials_library(module: str, extra: str | None, provider: str) -> Any:
+    import importlib
+
     try:
-        import google.auth
-        import google.auth.exceptions
-        import google.auth.transport
+        library = importlib.import_module(module)
+        importlib.import_module(f"{module}.exceptions")
     except ImportError:
-        raise EngineError("invalid_request", f"application-default credentials need "
-                          f"google-auth: pip install '{DEFAULT_CREDENTIALS_EXTRA}'",
+        install = f"pip install 'engine[{extra}]'" if extra else f"install {module}"
+        raise EngineError("invalid_request", f"the application-default credentials of "
+                          f"{provider} need {module}: {install}", provider=provider,
                           retryable=False) from None
-    return google.auth
+    return library
 
 
 class _Response:
@@ -159,16 +162,20 @@ def _token_request(url: str, method: str = "GET", body: bytes | None = None,
     except urllib.error.HTTPError as exc:
         return _Response(exc.code, dict(exc.headers or {}), exc.read())
     except OSError as exc:
-        library = _default_credentials_library()
-        raise library.exceptions.TransportError(str(exc)) from None
+        raise _TransportFailed(str(exc)) from None
+
+
+class _TransportFailed(Exception):
+    """A token request that got no answer (wrapped into the library's own error)."""
 
 
 class ApplicationDefaultToken:
     """A bearer token from the application-default credentials, refreshed before expiry."""
 
-    def __init__(self, scopes: tuple[str, ...], provider: str) -> None:
+    def __init__(self, scopes: tuple[str, ...], provider: str, library: str,
+                 extra: str | None) -> None:
         self.scopes, self.provider = scopes, provider
-        self._library = _default_credentials_library()
+        self._library = _credentials_library(library, extra, provider)
         self._credentials: Any = None
         self._lock = threading.Lock()
 
@@ -189,7 +196,7 @@ class ApplicationDefaultToken:
                 if self._credentials is None:
                     self._credentials, _ = library.default(scopes=list(self.scopes) or None)
                 self._credentials.refresh(_token_request)
-            except library.exceptions.GoogleAuthError as exc:
+            except Exception as exc:  # the library's errors, and _TransportFailed
                 raise _auth_error(f"the application-default credentials of {self.provider} "
                                   f"gave no token: {redact(str(exc))}", self.provider) from None
             register_secret(self._credentials.token)
@@ -310,7 +317,8 @@ def credential_for(manifest: Manifest, api_key: str | None,
         if api_key is not None or any(os.environ.get(name) for name in auth.env):
             return None  # a fixed token: written like a bearer key
         if auth.credentials == "application-default":
-            return ApplicationDefaultToken(auth.scopes, manifest.id)
+            assert auth.library is not None  # validated: credentials need a library
+            return ApplicationDefaultToken(auth.scopes, manifest.id, auth.library, auth.extra)
         return CommandToken(auth.command, auth.lifetime, manifest.id)
     if auth.scheme == SIGNING_SCHEME:
         assert auth.service is not None and auth.region is not None  # validated

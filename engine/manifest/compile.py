@@ -349,7 +349,8 @@ def _auth(c: _Compiler, spec: Mapping[str, Any], report: Problems) -> AuthSpec:
     for name, allowed in (("header", {"header"}), ("param", {"query"}),
                           ("prefix", {"header"}), ("command", {TOKEN_SCHEME}),
                           ("lifetime", {TOKEN_SCHEME}), ("credentials", {TOKEN_SCHEME}),
-                          ("scopes", {TOKEN_SCHEME}), ("service", {SIGNING_SCHEME}),
+                          ("scopes", {TOKEN_SCHEME}), ("library", {TOKEN_SCHEME}),
+                          ("extra", {TOKEN_SCHEME}), ("service", {SIGNING_SCHEME}),
                           ("region", {SIGNING_SCHEME})):
         if name in spec and scheme not in allowed:
             report.add(("auth", name), f"not used by scheme {scheme!r}")
@@ -360,6 +361,9 @@ def _auth(c: _Compiler, spec: Mapping[str, Any], report: Problems) -> AuthSpec:
     if scheme == TOKEN_SCHEME and ("command" in spec) == ("credentials" in spec):
         report.add(("auth", "scheme"), f"scheme {scheme!r} needs auth.command or "
                    f"auth.credentials (one of them)")
+    if ("credentials" in spec) != ("library" in spec):
+        report.add(("auth", "library"), "auth.credentials needs auth.library, and "
+                   "auth.library needs auth.credentials")
     if "scopes" in spec and "credentials" not in spec:
         report.add(("auth", "scopes"), "scopes go with auth.credentials")
     region = spec.get("region")
@@ -374,6 +378,8 @@ def _auth(c: _Compiler, spec: Mapping[str, Any], report: Problems) -> AuthSpec:
         lifetime=float(spec.get("lifetime", 3000.0)),
         credentials=spec.get("credentials"),
         scopes=tuple(spec.get("scopes") or ()),
+        library=spec.get("library"),
+        extra=spec.get("extra"),
         service=spec.get("service"),
         region=c.tree(region, ("auth", "region")) if region is not None else None,
     )

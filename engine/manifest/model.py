@@ -80,6 +80,8 @@ class AuthSpec:
     lifetime: float = 3000.0  # bearer-token: seconds a token is reused
     credentials: str | None = None  # bearer-token: "application-default" instead of a command
     scopes: tuple[str, ...] = ()  # bearer-token with application-default credentials
+    library: str | None = None  # the module that provides them (default(), refresh())
+    extra: str | None = None  # the package extra that installs that module
     service: str | None = None  # aws-sigv4: the signing service name
     region: Node | None = None  # aws-sigv4: the region, a template over settings
 

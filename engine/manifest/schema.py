@@ -227,6 +227,10 @@ SCHEMA: dict[str, Any] = {
             "lifetime": {"type": "number", "min": 60, "max": 86400},
             # bearer-token: or a token from application-default credentials, for scopes
             "credentials": {"type": "string", "allowed": ["application-default"]},
+            # the importable credentials library that provides them, and the package
+            # extra that installs it (named in the error when it is missing)
+            "library": {"type": "string", "regex": r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$"},
+            "extra": {"type": "string", "regex": r"^[a-z0-9_-]+$"},
             "scopes": {"type": "list", "empty": False, "schema": {"type": "string",
                                                                   "empty": False}},
             # aws-sigv4: the signing service name, and the region (a template over settings)
