@@ -48,6 +48,9 @@ _EXPORTS = {
     "ChatResponse": "types",
     "ChatRequest": "types",
     "Stats": "types",
+    "EmbedResponse": "types",
+    "EmbedUsage": "types",
+    "ModelInfo": "types",
     "Part": "parts",
     "StreamEvent": "events",
     "RetryPolicy": "retry",
@@ -67,6 +70,8 @@ __all__ = [
     "Clock",
     "ContentFilteredError",
     "ContextLengthExceededError",
+    "EmbedResponse",
+    "EmbedUsage",
     "EngineError",
     "IncompleteStreamError",
     "InvalidRequestError",
@@ -74,6 +79,7 @@ __all__ = [
     "MalformedResponseError",
     "ManifestError",
     "Message",
+    "ModelInfo",
     "NotFoundError",
     "OverloadedError",
     "Part",
@@ -129,7 +135,18 @@ if TYPE_CHECKING:
     from .limits import Limits, Timeouts
     from .parts import Part
     from .retry import RetryPolicy
-    from .types import ChatRequest, ChatResponse, Message, Stats, Tool, ToolCall, Usage
+    from .types import (
+        ChatRequest,
+        ChatResponse,
+        EmbedResponse,
+        EmbedUsage,
+        Message,
+        ModelInfo,
+        Stats,
+        Tool,
+        ToolCall,
+        Usage,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -24,20 +24,31 @@ from .clock import Clock
 from .errors import EngineError
 from .events import StreamEvent
 from .hooks import HookSet
+from .inputs import choice, embed_inputs, header_map, integer
 from .io.credentials import credential_for
 from .io.drivers import call_async, call_sync, stream_async, stream_sync
 from .io.transport import AsyncHttpClient, AsyncTransport, SyncHttpClient, SyncTransport
 from .limits import DEFAULT_TIMEOUTS, Limits, Timeouts
 from .logsetup import configure_from_env
 from .manifest.load import load_manifest
-from .manifest.model import Manifest
+from .manifest.model import INPUT_TYPES, Manifest
 from .otel import default_hook
 from .parts import Part
+from .protocol.operations import MAX_REQUESTS, count_tokens_plan, embed_plan, list_models_plan
 from .protocol.plan import Chain, PerModel, Target, call_plan, split_model, stream_plan
 from .protocol.render import normalize_tool_choice
 from .protocol.structured import json_object, response_format
 from .retry import RetryPolicy
-from .types import ChatRequest, ChatResponse, Message, Stats, Tool
+from .types import (
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    Message,
+    ModelInfo,
+    Stats,
+    Tool,
+)
 
 __all__ = ["AiClient", "AsyncChat", "AsyncChatStream", "Clock", "SyncAiClient", "SyncChat",
            "SyncChatStream", "split_model"]
@@ -267,6 +278,16 @@ class AsyncChat(_Builder):
     def stream(self) -> AsyncChatStream:
         return AsyncChatStream(self._client, self.build(), self)
 
+    async def count_tokens(self) -> int:
+        """The prompt tokens of this request (messages, system, tools), counted by the
+        primary model's provider; refused where its manifest has no counter."""
+        chain = self._client._chain
+        if chain.stale_credentials():
+            await _in_worker(chain.refresh_credentials)
+        plan = count_tokens_plan(chain, self.build(), self._policy, self._timeouts)
+        count: int = (await call_async(plan, self._client._transport, chain.clock))[0]
+        return count
+
 
 class SyncChat(_Builder):
     """A chat request for :class:`SyncAiClient`; finish with ``.execute()`` or ``.stream()``."""
@@ -288,6 +309,14 @@ class SyncChat(_Builder):
 
     def stream(self) -> SyncChatStream:
         return SyncChatStream(self._client, self.build(), self)
+
+    def count_tokens(self) -> int:
+        """The prompt tokens of this request, counted by the provider (see AsyncChat)."""
+        chain = self._client._chain
+        chain.refresh_credentials()
+        plan = count_tokens_plan(chain, self.build(), self._policy, self._timeouts)
+        count: int = call_sync(plan, self._client._transport, chain.clock)[0]
+        return count
 
 
 # ---------------------------------------------------------------- streams
@@ -420,6 +449,27 @@ async def _in_worker(fn: Callable[[], None]) -> None:
     await asyncio.to_thread(fn)
 
 
+def _policy(target: Target) -> RetryPolicy:
+    return target.policy
+
+
+def _embed_request(inputs: Any, dimensions: Any, input_type: Any, headers: Any,
+                   batch_size: Any) -> EmbedRequest:
+    texts = embed_inputs(inputs)
+    if dimensions is not None:
+        integer("dimensions", dimensions, 1, 65536)
+    if input_type is not None:
+        choice("input_type", input_type, INPUT_TYPES)
+    if batch_size is not None:
+        integer("batch_size", batch_size, 1)
+    return EmbedRequest(texts, dimensions, input_type,
+                        header_map(headers) if headers is not None else {}, batch_size)
+
+
+def _max_requests(value: Any) -> int:
+    return integer("max_requests", value, 1)
+
+
 def _limits(limits: Any) -> Limits | None:
     if limits is not None and not isinstance(limits, Limits):
         raise inputs.invalid(f"limits must be a Limits, got {type(limits).__name__}")
@@ -485,6 +535,51 @@ class AiClient:
     def chat(self) -> AsyncChat:
         return AsyncChat(self)
 
+    async def embed(self, inputs: str | Sequence[str], *, dimensions: int | None = None,
+                    input_type: str | None = None, headers: Mapping[str, str] | None = None,
+                    batch_size: int | None = None,
+                    max_requests: int = MAX_REQUESTS) -> EmbedResponse:
+        """One vector per input, in input order (see :meth:`embed_with_stats`)."""
+        response, _ = await self.embed_with_stats(inputs, dimensions=dimensions,
+                                                  input_type=input_type, headers=headers,
+                                                  batch_size=batch_size,
+                                                  max_requests=max_requests)
+        return response
+
+    async def embed_with_stats(self, inputs: str | Sequence[str], *,
+                               dimensions: int | None = None, input_type: str | None = None,
+                               headers: Mapping[str, str] | None = None,
+                               batch_size: int | None = None,
+                               max_requests: int = MAX_REQUESTS
+                               ) -> tuple[EmbedResponse, Stats]:
+        """Embed *inputs* (one text or a list), split into requests of the manifest's
+        ``max_inputs``; ``dimensions`` and ``input_type`` (query, document,
+        classification, clustering, similarity) are refused where the manifest
+        cannot send them. ``batch_size`` sends fewer texts per request (a provider's
+        per-request token limit); ``max_requests`` bounds how many requests one call
+        makes. The first request may fall back along the chain; the others go to the
+        model that answered it (vectors of two models are never mixed)."""
+        chain = self._chain
+        if chain.stale_credentials():
+            await _in_worker(chain.refresh_credentials)
+        request = _embed_request(inputs, dimensions, input_type, headers, batch_size)
+        plan = embed_plan(chain, request, _policy, self._transport.timeouts,
+                          _max_requests(max_requests))
+        result: tuple[EmbedResponse, Stats] = await call_async(plan, self._transport,
+                                                               chain.clock)
+        return result
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The models the primary model's provider lists for this key (every page),
+        each with the manifest catalogue's limits and capabilities where the listing
+        gives none."""
+        chain = self._chain
+        if chain.stale_credentials():
+            await _in_worker(chain.refresh_credentials)
+        plan = list_models_plan(chain, _policy, self._transport.timeouts)
+        models: list[ModelInfo] = (await call_async(plan, self._transport, chain.clock))[0]
+        return models
+
     async def refresh_credentials(self) -> None:
         """Fetch run-time credentials now (a token command, signing credentials) in a
         worker thread, so the next call or stream does not wait for them."""
@@ -545,6 +640,37 @@ class SyncAiClient:
 
     def chat(self) -> SyncChat:
         return SyncChat(self)
+
+    def embed(self, inputs: str | Sequence[str], *, dimensions: int | None = None,
+              input_type: str | None = None, headers: Mapping[str, str] | None = None,
+              batch_size: int | None = None,
+              max_requests: int = MAX_REQUESTS) -> EmbedResponse:
+        """One vector per input, in input order (see :meth:`AiClient.embed_with_stats`)."""
+        return self.embed_with_stats(inputs, dimensions=dimensions, input_type=input_type,
+                                     headers=headers, batch_size=batch_size,
+                                     max_requests=max_requests)[0]
+
+    def embed_with_stats(self, inputs: str | Sequence[str], *, dimensions: int | None = None,
+                         input_type: str | None = None,
+                         headers: Mapping[str, str] | None = None,
+                         batch_size: int | None = None,
+                         max_requests: int = MAX_REQUESTS) -> tuple[EmbedResponse, Stats]:
+        """The blocking twin of :meth:`AiClient.embed_with_stats`."""
+        chain = self._chain
+        chain.refresh_credentials()
+        request = _embed_request(inputs, dimensions, input_type, headers, batch_size)
+        plan = embed_plan(chain, request, _policy, self._transport.timeouts,
+                          _max_requests(max_requests))
+        result: tuple[EmbedResponse, Stats] = call_sync(plan, self._transport, chain.clock)
+        return result
+
+    def list_models(self) -> list[ModelInfo]:
+        """The blocking twin of :meth:`AiClient.list_models`."""
+        chain = self._chain
+        chain.refresh_credentials()
+        plan = list_models_plan(chain, _policy, self._transport.timeouts)
+        models: list[ModelInfo] = call_sync(plan, self._transport, chain.clock)[0]
+        return models
 
     def refresh_credentials(self) -> None:
         """Fetch run-time credentials now (a token command, signing credentials)."""

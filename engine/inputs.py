@@ -221,3 +221,18 @@ def model_ids(value: Any) -> list[str]:
         if _CONTROL.search(item) or any(c.isspace() for c in item):
             raise invalid(f"model id {_shown(item)} contains whitespace or control characters")
     return list(ids)
+
+
+def embed_inputs(value: Any) -> tuple[str, ...]:
+    """One text, or a list of texts (at least one; each a str)."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Sequence) or isinstance(value, (bytes, bytearray)):
+        raise invalid(f"embed takes a str or a list of str, {got(value)}")
+    texts = tuple(value)
+    if not texts:
+        raise invalid("embed needs at least one input text, got an empty list")
+    for index, item in enumerate(texts):
+        if not isinstance(item, str):
+            raise invalid(f"input {index} must be a str, {got(item)}")
+    return texts

@@ -1,9 +1,11 @@
-"""The normalized, provider-neutral data model of a chat.
+"""The normalized, provider-neutral data model of a chat and of the other operations.
 
 These are plain immutable values: what a user builds (:class:`Message`,
 :class:`Tool`), what the engine returns (:class:`ChatResponse`, :class:`Usage`,
 :class:`ToolCall`, :class:`Stats`) and the request the renderer consumes
-(:class:`ChatRequest`). Nothing here knows any provider.
+(:class:`ChatRequest`); and the same for embeddings (:class:`EmbedRequest`,
+:class:`EmbedResponse`, :class:`EmbedUsage`) and model listing
+(:class:`ModelInfo`). Nothing here knows any provider.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ __all__ = [
     "FINISH_REASONS",
     "ChatRequest",
     "ChatResponse",
+    "EmbedRequest",
+    "EmbedResponse",
+    "EmbedUsage",
     "FinishReason",
     "Message",
+    "ModelInfo",
     "RateLimit",
     "Role",
     "Stats",
@@ -316,3 +322,61 @@ class ChatRequest:
     reasoning: Mapping[str, Any] | None = None
     # A pydantic model class the answer is parsed into (with response_format).
     response_model: Any = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedRequest:
+    """Texts to embed, before any manifest. ``input_type`` is one of
+    :data:`~engine.manifest.model.INPUT_TYPES` (checked against the manifest)."""
+
+    inputs: tuple[str, ...]
+    dimensions: int | None = None
+    input_type: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    # Texts per request, at most the manifest's max_inputs (None: max_inputs).
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedUsage:
+    """Tokens an embedding call read, summed over its requests; None where not reported.
+
+    Embedding has no output tokens, so a provider that reports only one of the
+    two counts reports both.
+    """
+
+    prompt_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResponse:
+    """One vector per input, in input order, all from the same model."""
+
+    vectors: list[list[float]]
+    usage: EmbedUsage
+    model: str
+    provider: str = ""
+    raw: Any = field(default=None, repr=False)  # each request's decoded answer, in order
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model the provider lists, with what the manifest's catalogue adds.
+
+    ``id`` is the provider's model id (``AiClient.create(f"{provider}/{id}")``
+    reaches it). Limits and capabilities are the provider's where its listing
+    gives them, else the catalogue's, else None / empty.
+    """
+
+    id: str
+    context_window: int | None = None
+    max_output: int | None = None
+    capabilities: tuple[str, ...] = ()
+    raw: Any = field(default=None, repr=False)
+    provider: str = ""
+    # Whether the manifest's catalogue knows this model (its prices and limits apply).
+    in_catalogue: bool = False

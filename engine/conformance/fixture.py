@@ -30,6 +30,8 @@ __all__ = [
     "ACCESS_KEY_ID",
     "API_KEY",
     "FIXTURES",
+    "OPERATIONS",
+    "OPERATION_SCENARIOS",
     "RECORDINGS",
     "SCENARIOS",
     "SIGNED",
@@ -53,6 +55,14 @@ SIGNED = "{sigv4}"
 SCENARIOS = ("text", "multi_turn", "params", "stream_text", "tools", "tool_result",
              "stream_tools", "error_auth", "error_rate_limit", "error_in_stream")
 SOURCE_KINDS = ("live-recording", "public-recording", "documentation", "constructed")
+# The operations a fixture may exercise (``operation``; default chat), and the
+# scenarios of the others: every manifest describing one should cover them.
+OPERATIONS = ("chat", "embed", "list_models", "count_tokens")
+OPERATION_SCENARIOS = {
+    "embed": ("embed", "embed_batch", "embed_error"),
+    "list_models": ("list_models",),
+    "count_tokens": ("count_tokens",),
+}
 
 _MESSAGE = {
     "type": "dict",
@@ -87,8 +97,15 @@ SCHEMA: dict[str, Any] = {
         "origin": {"type": "string", "required": True, "empty": False},
         "notes": {"type": "string"},
     }},
+    "operation": {"type": "string", "allowed": list(OPERATIONS)},
     "request": {"type": "dict", "required": True, "schema": {
-        "messages": {"type": "list", "required": True, "minlength": 1, "schema": _MESSAGE},
+        # chat and count_tokens: required (checked in load_fixture)
+        "messages": {"type": "list", "minlength": 1, "schema": _MESSAGE},
+        # embed: client.embed(inputs, dimensions=, input_type=, batch_size=)
+        "inputs": {"type": "list", "minlength": 1, "schema": {"type": "string"}},
+        "dimensions": {"type": "integer", "min": 1},
+        "input_type": {"type": "string"},
+        "batch_size": {"type": "integer", "min": 1},
         "params": {"type": "dict", "schema": {
             "temperature": {"type": "number"}, "max_tokens": {"type": "integer"},
             "top_p": {"type": "number"}, "stop": {"type": "list", "schema": {"type": "string"}},
@@ -125,6 +142,8 @@ SCHEMA: dict[str, Any] = {
                           "excludes": ["json", "text", "chunks", "recording"]},
         "recording": {"type": "string", "excludes": ["json", "text", "chunks", "chunks_base64"]},
         "split": {"type": "string", "allowed": ["events", "whole"], "dependencies": "recording"},
+        # later answers, in order: a retry's (the same request), or the next request's
+        # (an embed batch, a page of models) with the request it answers under `sent`
         "then": {"type": "list", "schema": {"type": "dict"}},
     }},
     "expect": {"type": "dict", "required": True, "schema": {
@@ -143,6 +162,22 @@ SCHEMA: dict[str, Any] = {
         "events": {"type": "list", "schema": {"type": "string"}},
         "attempts": {"type": "integer", "min": 1},
         "parsed": {"nullable": True},  # response.parsed (a requested format's answer)
+        # embed: the vectors (compared to 1e-6), their count and length, the model
+        "vectors": {"type": "list", "schema": {"type": "list", "schema": {"type": "number"}}},
+        "count": {"type": "integer", "min": 0},
+        "dimensions": {"type": "integer", "min": 1},
+        "model": {"type": "string"},
+        # list_models: the models in order; each entry's keys given are compared
+        "models": {"type": "list", "schema": {"type": "dict", "schema": {
+            "id": {"type": "string", "required": True},
+            "context_window": {"type": "integer", "nullable": True},
+            "max_output": {"type": "integer", "nullable": True},
+            "capabilities": {"type": "list", "schema": {"type": "string"}}}}},
+        # count_tokens: the count
+        "tokens": {"type": "integer", "min": 0},
+        # how many requests the server must see (default: attempts for chat, else one
+        # per answer)
+        "requests": {"type": "integer", "min": 1},
         "error": {"type": "dict", "schema": {
             "kind": {"type": "string", "allowed": sorted(KINDS), "required": True},
             "status": {"type": "integer", "nullable": True},
@@ -186,6 +221,18 @@ class Fixture:
     @property
     def request(self) -> dict[str, Any]:
         return dict(self.data["request"])
+
+    @property
+    def operation(self) -> str:
+        return str(self.data.get("operation", "chat"))
+
+    def sent_for(self, index: int) -> dict[str, Any]:
+        """What request *index* (0: the first) must be: a follow-up's own ``sent``,
+        else the fixture's (a retry repeats the request)."""
+        then = self.data["answer"].get("then") or []
+        if 0 < index <= len(then) and "sent" in then[index - 1]:
+            return dict(then[index - 1]["sent"])
+        return dict(self.data["sent"])
 
     @property
     def stream(self) -> bool:
@@ -293,10 +340,64 @@ def load_fixture(path: Path) -> Fixture:
     if data["provider"] != path.parent.name:
         raise FixtureError([f"{path}:{lines.get(('provider',), 1)}: provider: must equal the "
                             f"directory name {path.parent.name!r}"])
+    problems = _operation_problems(data, path, lines)
     answer = data["answer"]
+    then = answer.get("then") or []
+    for i, item in enumerate(then):
+        problems += _follow_up_problems(item, path, lines, i)
+    if problems:
+        raise FixtureError(problems)
     follow = tuple((int(a["status"]), dict(a.get("headers") or {}), _answer_chunks(a, path))
-                   for a in answer.get("then") or [])
+                   for a in then)
     return Fixture(path, data, _answer_chunks(answer, path), follow)
+
+
+# What each operation's request needs, and may not have.
+_REQUEST_KEYS = {
+    "chat": ({"messages"}, {"inputs", "dimensions", "input_type", "batch_size"}),
+    "count_tokens": ({"messages"}, {"inputs", "dimensions", "input_type", "batch_size",
+                                    "stream"}),
+    "embed": ({"inputs"}, {"messages", "tools", "tool_choice", "stream", "params",
+                           "response_format"}),
+    "list_models": (set(), {"messages", "inputs", "dimensions", "input_type", "batch_size",
+                            "tools", "tool_choice", "stream", "params", "response_format"}),
+}
+
+
+def _operation_problems(data: dict[str, Any], path: Path,
+                        lines: dict[tuple[Any, ...], int]) -> list[str]:
+    op = data.get("operation", "chat")
+    needs, refuses = _REQUEST_KEYS[op]
+    request = data["request"]
+    where = lines.get(("request",), 1)
+    problems = [f"{path}:{where}: request.{key}: required by operation {op}"
+                for key in sorted(needs - set(request))]
+    problems += [f"{path}:{lines.get(('request', key), where)}: request.{key}: not taken by "
+                 f"operation {op}" for key in sorted(refuses & set(request))]
+    return problems
+
+
+_FOLLOW_UP = {
+    "status": {"type": "integer", "required": True, "min": 100, "max": 999},
+    "headers": {"type": "dict", "valuesrules": {"type": "string"}},
+    "json": {"nullable": True}, "text": {"type": "string"},
+    "chunks": {"type": "list", "schema": {"type": "string"}},
+    "chunks_base64": {"type": "list", "schema": {"type": "string"}},
+    "recording": {"type": "string"},
+    "split": {"type": "string", "allowed": ["events", "whole"]},
+    "sent": {**SCHEMA["sent"], "required": False},
+}
+
+
+def _follow_up_problems(item: Any, path: Path, lines: dict[tuple[Any, ...], int],
+                        index: int) -> list[str]:
+    validator = cerberus.Validator(_FOLLOW_UP, allow_unknown=False)
+    if isinstance(item, dict) and validator.validate(item):
+        return []
+    errors = validator.errors if isinstance(item, dict) else {"": ["must be a mapping"]}
+    key = ("answer", "then", index)
+    return [f"{path}:{lines.get(key, 1)}: {format_path((*key, *k))}: {m}"
+            for k, m in _flatten(errors, ())]
 
 
 def load_fixtures(root: Path = FIXTURES) -> tuple[list[Fixture], list[str]]:

@@ -229,9 +229,10 @@ def _drop(data: Any, path: str) -> None:
         parent[int(index)] = "<varies>"
 
 
-def check_sent(fx: Fixture, request: RecordedRequest) -> list[str]:
-    """Differences between what the engine sent and what the fixture says it must."""
-    sent = fx.data["sent"]
+def check_sent(fx: Fixture, request: RecordedRequest, index: int = 0) -> list[str]:
+    """Differences between what the engine sent as request *index* and what the fixture
+    says it must."""
+    sent = fx.sent_for(index)
     problems = []
     if request.method != sent["method"]:
         problems.append(f"method: sent {request.method}, fixture says {sent['method']}")
@@ -342,7 +343,8 @@ async def _run_fixture(case: Case, server: ReplayServer) -> list[str]:
 
     def handler(request: RecordedRequest) -> ScriptedResponse:
         seen.append(request)
-        mismatches.extend(f"request #{len(seen)}: {p}" for p in check_sent(fx, request))
+        mismatches.extend(f"request #{len(seen)}: {p}"
+                          for p in check_sent(fx, request, len(seen) - 1))
         status, headers, chunks = answers[min(len(seen), len(answers)) - 1]
         return _scripted(status, headers, chunks, fx.stream)
 
@@ -360,11 +362,12 @@ async def _run_fixture(case: Case, server: ReplayServer) -> list[str]:
                                      max_retries=request.get("max_retries", 0),
                                      settings=settings) as client:
         try:
-            chat = _build(client, request)
-            if fx.stream:
-                got, error = await _stream(chat)
+            if fx.operation != "chat":
+                got = await _operation(client, fx.operation, request)
+            elif fx.stream:
+                got, error = await _stream(_build(client, request))
             else:
-                response, stats = await chat.execute_with_stats()
+                response, stats = await _build(client, request).execute_with_stats()
                 got = summarize(response)
                 got["attempts"] = stats.attempts
         except EngineError as exc:
@@ -373,14 +376,16 @@ async def _run_fixture(case: Case, server: ReplayServer) -> list[str]:
     problems = list(mismatches)
     if error is not None and "attempts" in expect:
         got["attempts"] = error.attempts
+    compare = _compare if fx.operation == "chat" else _compare_operation
     if "error" in expect:
         problems += _compare_error(expect["error"], error)
-        problems += _compare({k: v for k, v in expect.items() if k != "error"}, got)
+        problems += compare({k: v for k, v in expect.items() if k != "error"}, got)
     elif error is not None:
         problems.append(f"unexpected error: {error!r}")
     else:
-        problems += _compare(expect, got)
-    want_requests = expect.get("attempts", 1)
+        problems += compare(expect, got)
+    want_requests = expect.get("requests", expect.get(
+        "attempts", 1 if fx.operation == "chat" else len(answers)))
     if len(seen) != want_requests:
         problems.append(f"the server saw {len(seen)} request(s), expected {want_requests}")
     return problems
@@ -400,6 +405,55 @@ def summarize(response: Any) -> dict[str, Any]:
                   "reasoning_tokens": usage.reasoning_tokens,
                   "cache_write_tokens": usage.cache_write_tokens},
     }
+
+
+async def _operation(client: AiClient, operation: str, request: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """Run embed, list_models or count_tokens as the fixture's request says."""
+    if operation == "embed":
+        emb, stats = await client.embed_with_stats(
+            request["inputs"], dimensions=request.get("dimensions"),
+            input_type=request.get("input_type"), batch_size=request.get("batch_size"))
+        return {"vectors": emb.vectors, "count": len(emb.vectors),
+                "dimensions": len(emb.vectors[0]) if emb.vectors else None,
+                "model": emb.model, "attempts": stats.attempts,
+                "usage": {"prompt_tokens": emb.usage.prompt_tokens,
+                          "total_tokens": emb.usage.total_tokens}}
+    if operation == "list_models":
+        models = await client.list_models()
+        return {"count": len(models), "models": [
+            {"id": m.id, "context_window": m.context_window, "max_output": m.max_output,
+             "capabilities": sorted(m.capabilities)} for m in models]}
+    return {"tokens": await _build(client, request).count_tokens()}
+
+
+def _compare_operation(expect: dict[str, Any], got: dict[str, Any]) -> list[str]:
+    """Differences between an operation's expected and actual results."""
+    problems = []
+    for key in ("count", "dimensions", "model", "tokens", "attempts"):
+        if key in expect and expect[key] != got.get(key):
+            problems.append(f"{key}: got {got.get(key)!r}, expected {expect[key]!r}")
+    if "vectors" in expect:
+        vectors = got.get("vectors") or []
+        want = expect["vectors"]
+        if len(vectors) != len(want) or any(
+                len(v) != len(w) or any(abs(a - b) > 1e-6 for a, b in zip(v, w, strict=True))
+                for v, w in zip(vectors, want, strict=False)):
+            problems.append(f"vectors: got {vectors!r:.300}, expected {want!r:.300}")
+    for name, value in (expect.get("usage") or {}).items():
+        if got.get("usage", {}).get(name) != value:
+            problems.append(f"usage.{name}: got {got.get('usage', {}).get(name)!r}, "
+                            f"expected {value!r}")
+    if "models" in expect:
+        listed = got.get("models") or []
+        want_models = expect["models"]
+        trimmed = [{k: (sorted(m[k]) if k == "capabilities" else m[k]) for k in w}
+                   for m, w in zip(listed, want_models, strict=False)]
+        wanted = [{k: (sorted(v) if k == "capabilities" else v) for k, v in w.items()}
+                  for w in want_models]
+        if len(listed) != len(want_models) or trimmed != wanted:
+            problems.append(f"models: got {listed!r:.400}, expected {want_models!r:.400}")
+    return problems
 
 
 async def _stream(chat: Any) -> tuple[dict[str, Any], EngineError | None]:

@@ -26,7 +26,7 @@ was checked (see :mod:`engine.manifest.load`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -36,10 +36,10 @@ import cerberus
 from ..errors import EngineError, ManifestError
 from ..parts import Part
 from ..protocol.classify import kind_for_status
-from ..protocol.render import prepare
+from ..protocol.render import prepare, prepare_count_tokens, prepare_embed, prepare_list_models
 from ..protocol.settings import render_base_url, samples
 from ..retry import RetryPolicy
-from ..types import ChatRequest, Message, Tool, ToolCall
+from ..types import ChatRequest, EmbedRequest, Message, Tool, ToolCall
 from .compile import Problems, body_layers, compile_manifest, owner
 from .locate import KeyPath, id_problem, reach, valid_id
 from .model import Manifest
@@ -337,7 +337,7 @@ def dry_run(manifest: Manifest, data: Mapping[str, Any] | None = None) -> list[
             return [(("base_url",), exc.detail)]
         except EngineError as exc:
             return [(("base_url",), exc.message)]
-    for request in _samples():
+    for request in _samples() if manifest.chat is not None else ():
         for model in models:
             for stream in (False, True) if manifest.stream else (False,):
                 # The first failure is reported; the same template would fail again.
@@ -352,6 +352,52 @@ def dry_run(manifest: Manifest, data: Mapping[str, Any] | None = None) -> list[
                 except EngineError as exc:
                     if exc.kind != "invalid_request":
                         return [(("chat",), exc.message)]
+    return _dry_run_operations(manifest, models, settings)
+
+
+def _embed_samples(manifest: Manifest) -> list[EmbedRequest]:
+    spec = manifest.embed
+    if spec is None:
+        return []
+    dims = 256 if spec.dimensions else None
+    return [EmbedRequest(("one text",)), EmbedRequest(("one", "two", "three"), dims),
+            *(EmbedRequest(("a query",), dims, kind) for kind in spec.input_types)]
+
+
+def _dry_run_operations(manifest: Manifest, models: list[str],
+                        settings: Mapping[str, str]) -> list[tuple[KeyPath, str]]:
+    """Render the operations' templates: embed samples, both list pages, the counter."""
+    key = "sk-dry-run-key"
+    renders: list[tuple[str, Callable[[str], Any]]] = []
+
+    def embed(request: EmbedRequest) -> Callable[[str], Any]:
+        return lambda m: prepare_embed(manifest, request, request.inputs, m, api_key=key,
+                                       settings=settings)
+
+    def listing(cursor: str | None) -> Callable[[str], Any]:
+        return lambda m: prepare_list_models(manifest, m, cursor, api_key=key,
+                                             settings=settings)
+
+    def count(request: ChatRequest) -> Callable[[str], Any]:
+        return lambda m: prepare_count_tokens(manifest, request, m, api_key=key,
+                                              settings=settings)
+
+    renders += [("embed", embed(r)) for r in _embed_samples(manifest)]
+    if manifest.list_models is not None:
+        renders += [("list_models", listing(c)) for c in (None, "next-page-cursor")]
+    if manifest.count_tokens is not None:
+        renders += [("count_tokens", count(r)) for r in _samples()]
+    for op, render in renders:
+        for model in models:
+            try:
+                render(model)
+            except ManifestError as exc:
+                return [(exc.key or (op,), exc.detail)]
+            except TemplateError as exc:
+                return [((op, *exc.path), str(exc))]
+            except EngineError as exc:
+                if exc.kind != "invalid_request":
+                    return [((op,), exc.message)]
     return []
 
 
@@ -364,6 +410,8 @@ def _written(manifest: Manifest, data: Mapping[str, Any] | None, model: str, str
     if key[:2] == ("chat", "path") and stream and "path" in (chat.get("stream") or {}):
         return ("chat", "stream", "path", *key[2:])
     if key[:2] != ("chat", "body"):
+        return key
+    if manifest.chat is None:
         return key
     variant = manifest.chat.variant_for(model)
     index = next(i for i, v in enumerate(manifest.chat.variants) if v is variant)

@@ -30,6 +30,7 @@ from ..retry import RetryPolicy
 from .locate import KeyPath, Origins, RawDoc, format_path, named_path, reach
 from .merge import deep_merge
 from .model import (
+    OPERATIONS,
     TOOL_CHOICE_MODES,
     USAGE_FIELDS,
     AuthSpec,
@@ -47,6 +48,7 @@ from .model import (
     ToolCallRule,
     Variant,
 )
+from .operations import compile_count_tokens, compile_embed, compile_list_models
 from .paths import Path, PathError, compile_path
 from .patterns import Pattern, PatternError, compile_pattern
 from .templates import Node, TemplateError, compile_tree, compile_with_roles
@@ -226,22 +228,13 @@ class _Compiler:
 def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
     """The compiled manifest for merged, schema-valid *data*; problems go to *report*."""
     c = _Compiler(report)
-    chat = data["chat"]
-    c.role_table(chat.get("message"))
+    chat = data.get("chat")
     auth = _auth(c, data["auth"], report)
-    response = _response(c, chat["response"])
-    stream = _stream(c, chat.get("stream"))
-    stream_body = (chat.get("stream") or {}).get("body") or {} if stream is not None else None
-    variants = _variants(c, chat, stream_body)
-    empty = compile_tree({})
-    spec = ChatSpec(
-        method=chat.get("method", "POST"),
-        path=c.tree(chat["path"], ("chat", "path")) or empty,
-        query=c.tree(chat["query"], ("chat", "query")) if "query" in chat else None,
-        response=response,
-        stream=stream,
-        variants=variants,
-    )
+    spec, stream = _chat(c, chat) if chat is not None else (None, None)
+    errors = _errors(c, data.get("errors") or {})
+    if not any(data.get(op) is not None for op in OPERATIONS):
+        report.add(("chat",), f"a manifest describes at least one operation "
+                   f"({', '.join(OPERATIONS)})")
     caps = data.get("capabilities") or {}
     return Manifest(
         id=data["id"],
@@ -255,11 +248,14 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         headers=c.tree(data["headers"], ("headers",)) if data.get("headers") else None,
         auth=auth,
         chat=spec,
+        embed=compile_embed(c, data.get("embed"), errors),
+        list_models=compile_list_models(c, data.get("list_models"), errors),
+        count_tokens=compile_count_tokens(c, data.get("count_tokens"), chat, errors),
         finish_reasons=dict(data.get("finish_reasons") or {}),
-        errors=_errors(c, data.get("errors") or {}),
+        errors=errors,
         retry=_retry(data.get("retry") or {}),
         models={k: dict(v or {}) for k, v in (data.get("models") or {}).items()},
-        tools=caps.get("tools", True),
+        tools=caps.get("tools", True) and spec is not None,
         stream=caps.get("stream", stream is not None) and stream is not None,
         tool_choice_modes=frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
         stream_errors=_stream_errors(caps, stream, report),
@@ -269,6 +265,23 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         parallel_tool_calls=bool(caps.get("parallel_tool_calls", False)),
         reasoning_excludes=frozenset(caps.get("reasoning_excludes") or ()),
     )
+
+
+def _chat(c: _Compiler, chat: Mapping[str, Any]) -> tuple[ChatSpec, StreamSpec | None]:
+    c.role_table(chat.get("message"))
+    response = _response(c, chat["response"])
+    stream = _stream(c, chat.get("stream"))
+    stream_body = (chat.get("stream") or {}).get("body") or {} if stream is not None else None
+    variants = _variants(c, chat, stream_body)
+    spec = ChatSpec(
+        method=chat.get("method", "POST"),
+        path=c.tree(chat["path"], ("chat", "path")) or compile_tree({}),
+        query=c.tree(chat["query"], ("chat", "query")) if "query" in chat else None,
+        response=response,
+        stream=stream,
+        variants=variants,
+    )
+    return spec, stream
 
 
 def _settings(c: _Compiler, spec: Mapping[str, Any]) -> dict[str, SettingSpec]:
@@ -513,8 +526,7 @@ RULE_CONDITIONS = ("status", "code", "type", "message_matches", "headers")
 RULE_OUTCOMES = ("kind", "retryable", "retry")
 
 
-def _errors(c: _Compiler, spec: Mapping[str, Any]) -> ErrorSpec:
-    key: KeyPath = ("errors",)
+def _errors(c: _Compiler, spec: Mapping[str, Any], key: KeyPath = ("errors",)) -> ErrorSpec:
     rules = [_error_rule(c, rule, (*key, "rules", i))
              for i, rule in enumerate(spec.get("rules") or [])]
     hints = []

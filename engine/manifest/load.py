@@ -68,7 +68,8 @@ def _engine_digest() -> str:
         digest = hashlib.sha256(_FORMAT.encode())
         here = FsPath(__file__).resolve().parent
         for name in ("schema.py", "compile.py", "check.py", "templates.py", "source.py",
-                     "locate.py", "merge.py", "model.py", "paths.py", "patterns.py"):
+                     "locate.py", "merge.py", "model.py", "paths.py", "patterns.py",
+                     "operations.py"):
             try:
                 digest.update((here / name).read_bytes())
             except OSError:

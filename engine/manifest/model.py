@@ -23,16 +23,22 @@ if TYPE_CHECKING:
     from .templates import Node
 
 __all__ = [
+    "INPUT_TYPES",
     "MODEL_CAPABILITIES",
+    "OPERATIONS",
     "RATE_LIMIT_FIELDS",
     "TOOL_CHOICE_MODES",
     "USAGE_FIELDS",
     "AuthSpec",
     "ChatSpec",
+    "CountTokensSpec",
+    "EmbedSpec",
+    "Endpoint",
     "ErrorRule",
     "ErrorSpec",
     "EventRule",
     "HeaderFacts",
+    "ListModelsSpec",
     "Manifest",
     "Matcher",
     "ResponseSpec",
@@ -221,6 +227,87 @@ RATE_LIMIT_FIELDS = ("requests_limit", "requests_remaining", "requests_reset",
                      "tokens_limit", "tokens_remaining", "tokens_reset")
 
 
+# The operations a manifest may describe, each a top-level section of its own.
+OPERATIONS = ("chat", "embed", "list_models", "count_tokens")
+# What ``client.embed(input_type=...)`` may say the texts are for; a manifest maps
+# each one it supports to its provider's own word (``embed.input_types``).
+INPUT_TYPES = ("query", "document", "classification", "clustering", "similarity")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one request of an operation goes: method, path and query templates."""
+
+    method: str
+    path: Node
+    query: Node | None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedSpec:
+    """The ``embed`` operation: one request per ``max_inputs`` texts.
+
+    ``vectors`` finds one vector per input (a list of numbers, or base64 of
+    little-endian float32); ``index``, when given, is each vector's input
+    position within the request. ``errors`` is the manifest's error spec
+    with this section's overrides applied.
+    """
+
+    endpoint: Endpoint
+    body: Node
+    vectors: Path
+    index: Path | None
+    model: Path | None
+    usage: Mapping[str, Path]
+    errors: ErrorSpec
+    max_inputs: int | None = None
+    dimensions: bool = False
+    input_types: Mapping[str, str] = field(default_factory=dict)
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListModelsSpec:
+    """The ``list_models`` operation: the provider's model list, page by page.
+
+    ``models`` finds the list of entries in one page; ``id`` and the limits are
+    read from each entry; ``capabilities`` maps a capability to a condition over
+    an entry. With ``next`` a page names the cursor of the next one (``cursor``
+    in the query template), while ``more`` (when given) holds.
+    """
+
+    endpoint: Endpoint
+    models: Path
+    id: Path
+    context_window: Path | None
+    max_output: Path | None
+    capabilities: Mapping[str, Path]
+    errors: ErrorSpec
+    next: Path | None = None
+    more: Path | None = None
+    max_pages: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CountTokensSpec:
+    """The ``count_tokens`` operation: the chat request rendered to the provider's counter.
+
+    ``variants`` are the chat variants with this section's ``body`` merged over
+    each (and the result put under ``wrap`` when given).
+    """
+
+    endpoint: Endpoint
+    variants: tuple[Variant, ...]
+    tokens: Path
+    errors: ErrorSpec
+
+    def variant_for(self, model: str) -> Variant:
+        for variant in self.variants:
+            if variant.pattern is None or variant.pattern.search(model):
+                return variant
+        return self.variants[-1]
+
+
 @dataclass(frozen=True, slots=True)
 class HeaderFacts:
     """Response headers that carry facts: header names in order of preference, lower-cased."""
@@ -239,7 +326,7 @@ class Manifest:
     base_url: str
     headers: Node | None
     auth: AuthSpec
-    chat: ChatSpec
+    chat: ChatSpec | None
     finish_reasons: Mapping[str, str]
     errors: ErrorSpec
     retry: RetryPolicy
@@ -264,6 +351,14 @@ class Manifest:
     reasoning_controls: frozenset[str] = frozenset()
     reasoning_excludes: frozenset[str] = frozenset()
     base_url_template: Node | None = None
+    embed: EmbedSpec | None = None
+    list_models: ListModelsSpec | None = None
+    count_tokens: CountTokensSpec | None = None
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        """The operations this manifest describes, in :data:`OPERATIONS` order."""
+        return tuple(op for op in OPERATIONS if getattr(self, op) is not None)
 
     def model_info(self, model: str) -> dict[str, Any]:
         info = self.models.get(model) or {}
@@ -279,9 +374,11 @@ class Manifest:
         """
         info = self.models.get(model) or {}
         inputs, outputs = info.get("input_price"), info.get("output_price")
-        if inputs is None or outputs is None or prompt is None or completion is None:
+        if inputs is None or prompt is None or completion is None:
+            return None
+        if outputs is None and completion:  # an embedding model has no output price
             return None
         hits = min(cached or 0, prompt)
         cached_price = info.get("cached_input_price", inputs)
-        total = (prompt - hits) * inputs + hits * cached_price + completion * outputs
+        total = (prompt - hits) * inputs + hits * cached_price + completion * (outputs or 0)
         return float(total) / 1_000_000

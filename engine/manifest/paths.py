@@ -41,6 +41,13 @@ class _Functions(jmespath.functions.Functions):
         """Case-insensitive string equality: ``lower_eq(type, 'Error')``."""
         return value is not None and value.lower() == other.lower()
 
+    @jmespath.functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
+    def _func_strip_prefix(self, value: str | None, prefix: str) -> str | None:
+        """*value* without a leading *prefix*: ``strip_prefix(name, 'models/')``."""
+        if value is not None and value.startswith(prefix):
+            return value[len(prefix):]
+        return value
+
     @jmespath.functions.signature()
     def _func_frame(self) -> Any:
         """The envelope of the stream frame being read: ``frame().event``."""

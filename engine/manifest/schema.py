@@ -37,7 +37,7 @@ from ..protocol.framing import FRAMERS
 from ..types import FINISH_REASONS
 from .locate import NAME_PATTERN, KeyPath
 from .merge import PLACE_KEYS
-from .model import MODEL_CAPABILITIES, RATE_LIMIT_FIELDS, USAGE_FIELDS
+from .model import INPUT_TYPES, MODEL_CAPABILITIES, RATE_LIMIT_FIELDS, USAGE_FIELDS
 
 __all__ = ["AUTH_SCHEMES", "CHUNK", "FRAMINGS", "NAMED_LISTS", "NAME_PATTERN", "SCHEMA",
            "SETTING_NAME",
@@ -55,6 +55,8 @@ NAMED_LISTS: tuple[KeyPath, ...] = (
     ("chat", "stream", "events"),
     ("errors", "rules"),
     ("errors", "retry_after"),
+    *((op, "errors", name) for op in ("embed", "list_models", "count_tokens")
+      for name in ("rules", "retry_after")),
 )
 
 _NAME = {"type": "string", "regex": f"^{NAME_PATTERN}$"}
@@ -177,6 +179,88 @@ _RETRY_HINT = {
     },
 }
 
+_ERRORS = {
+    "type": "dict",
+    "schema": {
+        "message": _PATH,
+        "code": _PATH,
+        "type": _PATH,
+        "rules": {"type": "list", "schema": _ERROR_RULE},
+        "retry_after": {"type": "list", "schema": _RETRY_HINT},
+    },
+}
+
+# Where one operation's request goes; its errors section overrides the top-level one
+# (its rules are tried first, its paths replace the top-level ones it gives).
+_ENDPOINT = {
+    "method": {"type": "string", "allowed": ["POST", "PUT", "GET"]},
+    "path": {"type": "string", "required": True},
+    "query": _TREE,
+    "errors": _ERRORS,
+}
+
+_EMBED = {
+    "type": "dict",
+    "schema": {
+        **_ENDPOINT,
+        "body": {**_TREE, "required": True},
+        # the most texts one request may carry; a longer list is split across requests
+        "max_inputs": {"type": "integer", "min": 1, "max": 100000},
+        # whether the body sends dimensions (embed(dimensions=...) is refused otherwise)
+        "dimensions": {"type": "boolean"},
+        # embed(input_type=...) -> the provider's word for it; absent: refused
+        "input_types": {"type": "dict", "keysrules": {"type": "string",
+                                                      "allowed": list(INPUT_TYPES)},
+                        "valuesrules": {"type": "string", "empty": False}},
+        # whether an empty text may be sent (most providers refuse one)
+        "allow_empty": {"type": "boolean"},
+        "response": {"type": "dict", "required": True, "schema": {
+            "vectors": {**_PATH, "required": True},
+            "index": _PATH,
+            "model": _PATH,
+            "usage": {"type": "dict", "schema": {"prompt_tokens": _PATH,
+                                                 "total_tokens": _PATH}},
+        }},
+    },
+}
+
+_LIST_MODELS = {
+    "type": "dict",
+    "schema": {
+        **_ENDPOINT,
+        "response": {"type": "dict", "required": True, "schema": {
+            "models": {**_PATH, "required": True},
+            "id": {**_PATH, "required": True},
+            "context_window": _PATH,
+            "max_output": _PATH,
+            "capabilities": {"type": "dict",
+                             "keysrules": {"type": "string",
+                                           "allowed": list(MODEL_CAPABILITIES)},
+                             "valuesrules": _PATH},
+        }},
+        # pagination: the next page's cursor (the query template reads {{ cursor }}),
+        # whether there is a next page, and the most pages one listing reads
+        "pages": {"type": "dict", "schema": {
+            "next": {**_PATH, "required": True},
+            "more": _PATH,
+            "max_pages": {"type": "integer", "min": 1, "max": 10000},
+        }},
+    },
+}
+
+_COUNT_TOKENS = {
+    "type": "dict",
+    "schema": {
+        **_ENDPOINT,
+        # merged over the chat body (null removes a key), then put under `wrap`
+        "body": _TREE,
+        "wrap": {"type": "string", "empty": False},
+        "response": {"type": "dict", "required": True, "schema": {
+            "tokens": {**_PATH, "required": True},
+        }},
+    },
+}
+
 SCHEMA: dict[str, Any] = {
     "manifest": {"type": "integer", "allowed": [1], "required": True},
     "id": {"type": "string", "required": True},  # its form: locate.valid_id, in check
@@ -294,7 +378,6 @@ SCHEMA: dict[str, Any] = {
     },
     "chat": {
         "type": "dict",
-        "required": True,
         "schema": {
             "method": {"type": "string", "allowed": ["POST", "PUT", "GET"]},
             "path": {"type": "string", "required": True},
@@ -313,16 +396,10 @@ SCHEMA: dict[str, Any] = {
         "type": "dict",
         "valuesrules": {"type": "string", "allowed": sorted(FINISH_REASONS)},
     },
-    "errors": {
-        "type": "dict",
-        "schema": {
-            "message": _PATH,
-            "code": _PATH,
-            "type": _PATH,
-            "rules": {"type": "list", "schema": _ERROR_RULE},
-            "retry_after": {"type": "list", "schema": _RETRY_HINT},
-        },
-    },
+    "embed": _EMBED,
+    "list_models": _LIST_MODELS,
+    "count_tokens": _COUNT_TOKENS,
+    "errors": _ERRORS,
 }
 
 

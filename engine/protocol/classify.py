@@ -119,26 +119,29 @@ def carries_error(manifest: Manifest, body: bytes) -> bool:
 
 
 def classify(manifest: Manifest, status: int | None, headers: Mapping[str, str],
-             body: bytes | None = None, data: Any = None) -> EngineError:
+             body: bytes | None = None, data: Any = None,
+             spec: ErrorSpec | None = None) -> EngineError:
     """Build the EngineError for an error response.
 
     *headers* must have lower-case names. Pass *data* when the payload is
-    already decoded; otherwise *body* is decoded here.
+    already decoded; otherwise *body* is decoded here. *spec* is an
+    operation's errors (default: the manifest's).
     """
-    spec = manifest.errors
+    spec = spec or manifest.errors
     if data is None and body is not None:
         data = decode_json(body)
     message = _text(_search(spec.message, data))
     if message is None:
         message = _fallback_message(status, body, data)
     return build_error(manifest, status, headers, message, _text(_search(spec.code, data)),
-                       _text(_search(spec.type, data)), data)
+                       _text(_search(spec.type, data)), data, spec)
 
 
 def build_error(manifest: Manifest, status: int | None, headers: Mapping[str, str],
-                message: str, code: str | None, etype: str | None, data: Any) -> EngineError:
-    """Apply the manifest's rules to already-extracted error facts."""
-    spec = manifest.errors
+                message: str, code: str | None, etype: str | None, data: Any,
+                spec: ErrorSpec | None = None) -> EngineError:
+    """Apply the manifest's rules (or an operation's, *spec*) to extracted error facts."""
+    spec = spec or manifest.errors
     kind: ErrorKind | None = None
     retryable: bool | None = None
     forced: bool | None = None

@@ -33,13 +33,14 @@ arrived the answer stands, whatever the rest of the body does.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
 import os
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from .. import inputs
 from ..clock import Clock
@@ -47,15 +48,21 @@ from ..errors import EngineError, excerpt, redact, register_secret
 from ..events import StreamEvent
 from ..hooks import CallInfo, HookSet
 from ..limits import Timeouts
-from ..manifest.model import Manifest
+from ..manifest.model import ErrorSpec, Manifest
 from ..retry import RetryPolicy
-from ..types import ChatRequest, ChatResponse, Stats
+from ..types import ChatRequest, ChatResponse, EmbedRequest, Stats, Usage
 from .accumulate import map_whole
 from .auth import Credential
 from .classify import carries_error, classify
 from .decode import END, NEED_DATA, StreamDecoder
 from .metadata import public_headers, rate_limit, request_id
-from .render import PreparedRequest, prepare
+from .render import (
+    PreparedRequest,
+    prepare,
+    prepare_count_tokens,
+    prepare_embed,
+    prepare_list_models,
+)
 from .rules import FrameRules
 from .settings import check_names as check_setting_names
 from .settings import render_base_url
@@ -67,6 +74,7 @@ __all__ = [
     "DRAIN_SECONDS",
     "ERROR_BODY_LIMIT",
     "READ",
+    "Call",
     "Chain",
     "Drain",
     "Emit",
@@ -79,8 +87,10 @@ __all__ = [
     "Sleep",
     "Target",
     "call_plan",
+    "chat_call",
     "split_model",
     "stream_plan",
+    "walk",
 ]
 
 log = logging.getLogger("engine")
@@ -163,7 +173,7 @@ class Sleep:
 
 Step = Send | Open | Read | ReadAll | Emit | Drain | Sleep
 Outcome = RawResponse | Head | bytes | EngineError | None
-Plan = Generator[Step, Outcome, tuple[ChatResponse, Stats]]
+Plan = Generator[Step, Outcome, tuple[Any, Stats]]
 
 
 # ---------------------------------------------------------------- targets
@@ -221,14 +231,48 @@ class Target:
         self._rules: FrameRules | None = None
 
     def prepare(self, request: ChatRequest, stream: bool) -> PreparedRequest:
-        credential = self.credential
-        key = self._api_key if credential is None else credential.key()
-        prepared = prepare(self.manifest, request, self.model, api_key=key,
+        prepared = prepare(self.manifest, request, self.model, api_key=self._key(),
                            base_url=self.base_url, stream=stream, settings=self.settings)
-        return prepared if credential is None else credential.apply(prepared)
+        return self._signed(prepared)
 
-    def error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> EngineError:
-        error = classify(self.manifest, status, headers, body)
+    def prepare_embed(self, request: EmbedRequest, inputs: Sequence[str]) -> PreparedRequest:
+        return self._signed(prepare_embed(self.manifest, request, inputs, self.model,
+                                          api_key=self._key(), base_url=self.base_url,
+                                          settings=self.settings))
+
+    def prepare_list_models(self, cursor: str | None) -> PreparedRequest:
+        return self._signed(prepare_list_models(self.manifest, self.model, cursor,
+                                                api_key=self._key(), base_url=self.base_url,
+                                                settings=self.settings))
+
+    def prepare_count_tokens(self, request: ChatRequest) -> PreparedRequest:
+        return self._signed(prepare_count_tokens(self.manifest, request, self.model,
+                                                 api_key=self._key(), base_url=self.base_url,
+                                                 settings=self.settings))
+
+    def _key(self) -> str | None:
+        credential = self.credential
+        return self._api_key if credential is None else credential.key()
+
+    def _signed(self, prepared: PreparedRequest) -> PreparedRequest:
+        return prepared if self.credential is None else self.credential.apply(prepared)
+
+    def decode(self, raw: RawResponse, errors: ErrorSpec | None = None) -> Any:
+        """The decoded JSON of a whole answer, or the error it carries (classified by
+        *errors*, an operation's spec; default the manifest's)."""
+        self.refuse_redirect(raw.status, raw.headers)
+        if raw.status >= 400:
+            raise self.error_for(raw.status, raw.headers, raw.body, errors)
+        try:
+            return json.loads(raw.body.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise EngineError("malformed_response", f"HTTP {raw.status} body is not JSON: "
+                              f"{excerpt(raw.body, 120)!r}", status=raw.status,
+                              provider=self.provider, retryable=False) from None
+
+    def error_for(self, status: int, headers: Mapping[str, str], body: bytes,
+                  errors: ErrorSpec | None = None) -> EngineError:
+        error = classify(self.manifest, status, headers, body, spec=errors)
         if error.kind == "authentication" and self.credential is not None:
             self.credential.forget()  # the next call fetches a new token
         return error
@@ -253,15 +297,7 @@ class Target:
 
     def interpret(self, raw: RawResponse) -> ChatResponse:
         """The normalized answer of a whole response, or the error it carries."""
-        self.refuse_redirect(raw.status, raw.headers)
-        if raw.status >= 400:
-            raise self.error_for(raw.status, raw.headers, raw.body)
-        try:
-            data = json.loads(raw.body.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise EngineError("malformed_response", f"HTTP {raw.status} body is not JSON: "
-                              f"{excerpt(raw.body, 120)!r}", status=raw.status,
-                              provider=self.provider, retryable=False) from None
+        data = self.decode(raw)
         try:
             return self.with_headers(map_whole(self.manifest, data, self.model), raw.headers)
         except (ValueError, TypeError, OverflowError, KeyError, AttributeError,
@@ -350,6 +386,12 @@ class Chain:
     def primary(self) -> Target:
         return self.targets[0]
 
+    def only(self, target: Target) -> Chain:
+        """This chain (clock, hooks) reduced to *target*: no fallback."""
+        chain = copy.copy(self)
+        chain.targets = [target]
+        return chain
+
     def falls_back(self, error: EngineError, index: int, policy: RetryPolicy) -> bool:
         """After *error* exhausted model *index*: try the next one?"""
         if index + 1 >= len(self.targets):
@@ -378,23 +420,47 @@ class _Progress:
 
 
 Attempt = Callable[[int, Target, CallInfo | None],
-                   Generator[Step, Outcome, tuple[ChatResponse, float | None]]]
+                   Generator[Step, Outcome, tuple[Any, float | None]]]
+# (target, answer, started, attempts, ttft) -> (the answer as the user gets it, its stats)
+Finish = Callable[[Target, Any, float, int, "float | None"], tuple[Any, Stats]]
 
 
-def _walk(chain: Chain, policy_for: Callable[[Target], RetryPolicy], attempt_once: Attempt,
-          progress: _Progress, request: ChatRequest, stream: bool) -> Plan:
-    """Attempts over the chain: retry, fall back, or raise what must reach the user."""
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What one walk over the chain is for: the operation and how its answer ends."""
+
+    operation: str
+    stream: bool
+    params: Mapping[str, Any]
+    finish: Finish
+
+
+def chat_call(request: ChatRequest, stream: bool) -> Call:
+    def finish(target: Target, response: Any, started: float, attempts: int,
+               ttft: float | None) -> tuple[Any, Stats]:
+        response = parse_answer(response, request)
+        return response, target.stats(response, started, attempts, ttft)
+
+    return Call("chat", stream, request.params, finish)
+
+
+def walk(chain: Chain, policy_for: Callable[[Target], RetryPolicy], attempt_once: Attempt,
+         call: Call, progress: _Progress | None = None) -> Plan:
+    """Attempts over the chain: retry, fall back, or raise what must reach the user.
+
+    Every operation's plan is built on this one walk (``engine.protocol.operations``)."""
+    progress = progress or _Progress()
     started = chain.clock.monotonic()
     spent = 0  # attempts on earlier models
     for index, target in enumerate(chain.targets):
         policy = policy_for(target)
         attempt = 0
         while True:
-            info = _info(chain, target, request, stream, spent + attempt + 1)
+            info = _info(chain, target, call, spent + attempt + 1)
             try:
                 response, ttft = yield from attempt_once(index, target, info)
-                response = parse_answer(response, request)
-                stats = target.stats(response, started, spent + attempt + 1, ttft)
+                response, stats = call.finish(target, response, started,
+                                              spent + attempt + 1, ttft)
                 _answered(chain, info, response, stats)
                 return response, stats
             except EngineError as error:
@@ -420,12 +486,11 @@ def _walk(chain: Chain, policy_for: Callable[[Target], RetryPolicy], attempt_onc
 
 # ---------------------------------------------------------------- hooks
 
-def _info(chain: Chain, target: Target, request: ChatRequest, stream: bool,
-          attempt: int) -> CallInfo | None:
+def _info(chain: Chain, target: Target, call: Call, attempt: int) -> CallInfo | None:
     if not chain.hooks:
         return None
-    return CallInfo("chat", target.provider, target.model, stream, attempt,
-                    dict(request.params), state={"started": chain.clock.monotonic()})
+    return CallInfo(call.operation, target.provider, target.model, call.stream, attempt,
+                    dict(call.params), state={"started": chain.clock.monotonic()})
 
 
 def _sending(chain: Chain, info: CallInfo | None, prepared: PreparedRequest) -> None:
@@ -434,11 +499,13 @@ def _sending(chain: Chain, info: CallInfo | None, prepared: PreparedRequest) -> 
         chain.hooks.fire("on_request", info)
 
 
-def _answered(chain: Chain, info: CallInfo | None, response: ChatResponse,
-              stats: Stats) -> None:
+def _answered(chain: Chain, info: CallInfo | None, response: Any, stats: Stats) -> None:
     if info is not None:
         info.latency_ms = (chain.clock.monotonic() - info.state["started"]) * 1000.0
-        info.usage, info.finish_reason = response.usage, response.finish_reason
+        usage = getattr(response, "usage", None)
+        info.usage = usage if isinstance(usage, Usage) else Usage(
+            stats.prompt_tokens, stats.completion_tokens, stats.total_tokens)
+        info.finish_reason = getattr(response, "finish_reason", None)
         info.cost_usd = stats.cost_usd
         chain.hooks.fire("on_response", info)
 
@@ -469,7 +536,7 @@ def call_plan(chain: Chain, request: ChatRequest,
             info.status = outcome.status
         return target.interpret(outcome), None
 
-    return _walk(chain, policy_for, once, _Progress(), request, False)
+    return walk(chain, policy_for, once, chat_call(request, False))
 
 
 def stream_plan(chain: Chain, request: ChatRequest,
@@ -520,7 +587,7 @@ def stream_plan(chain: Chain, request: ChatRequest,
                 yield Drain(DRAIN_LIMIT, DRAIN_SECONDS)
                 return target.with_headers(decoder.response, head.headers), progress.ttft
 
-    return _walk(chain, policy_for, once, progress, request, True)
+    return walk(chain, policy_for, once, chat_call(request, True), progress)
 
 
 def _pull(decoder: StreamDecoder) -> tuple[list[StreamEvent], bool, EngineError | None]:

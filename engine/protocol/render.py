@@ -1,25 +1,33 @@
-"""Render a normalized :class:`ChatRequest` into a :class:`PreparedRequest`.
+"""Render a normalized request of any operation into a :class:`PreparedRequest`.
 
 Pure: no I/O. The manifest's compiled templates receive a context of plain
 data (model, messages, system, params, tools, tool_choice, stream,
 model_info, settings) and produce the URL, headers and JSON body. Auth is applied by a
 scheme from :data:`AUTH_SCHEMES`. The body is serialized with ``json.dumps``
 from the rendered structure, so it is valid JSON whatever the text contains.
+
+Every operation goes through the same assembly (:func:`_assemble`: manifest
+headers, per-call headers, auth, URL and query). ``embed`` templates also see
+``inputs`` (the texts of one request), ``dimensions`` and ``input_type`` (the
+provider's word, from ``embed.input_types``); ``list_models`` ones see
+``cursor`` (None on the first page); ``count_tokens`` renders the chat
+context. A request the manifest cannot express is refused here, before
+anything is sent.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EngineError, ManifestError, redact
 from ..manifest.merge import deep_merge
-from ..manifest.model import Manifest
+from ..manifest.model import ChatSpec, EmbedSpec, Endpoint, Manifest
 from ..manifest.templates import Node, render_checked
-from ..types import ChatRequest
+from ..types import ChatRequest, EmbedRequest
 from .auth import AUTH_SCHEMES, SIGNING_SCHEME
 
 __all__ = [
@@ -27,8 +35,14 @@ __all__ = [
     "PreparedRequest",
     "build_context",
     "check_capabilities",
+    "check_embed",
+    "lacks_operation",
     "normalize_tool_choice",
+    "operation_context",
     "prepare",
+    "prepare_count_tokens",
+    "prepare_embed",
+    "prepare_list_models",
 ]
 
 PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed")
@@ -183,14 +197,28 @@ def _check_parts(manifest: Manifest, request: ChatRequest) -> None:
                                   provider=manifest.id, retryable=False)
 
 
+def _chat_spec(manifest: Manifest) -> ChatSpec:
+    if manifest.chat is None:
+        raise lacks_operation(manifest, "chat")
+    return manifest.chat
+
+
+def lacks_operation(manifest: Manifest, operation: str) -> EngineError:
+    """The refusal of an operation the manifest does not describe."""
+    has = ", ".join(manifest.operations) or "none"
+    return EngineError("invalid_request", f"{manifest.id} has no {operation} operation "
+                       f"(its manifest describes: {has})", provider=manifest.id,
+                       retryable=False)
+
+
 def prepare(manifest: Manifest, request: ChatRequest, model: str, *, api_key: str | None,
             base_url: str | None = None, stream: bool = False,
             settings: Mapping[str, str | None] | None = None) -> PreparedRequest:
-    """Render the request for *manifest*; raise EngineError on any problem."""
+    """Render the chat request for *manifest*; raise EngineError on any problem."""
+    chat = _chat_spec(manifest)
     check_capabilities(manifest, request, stream)
     pid = manifest.id
     ctx = build_context(request, model, manifest, stream, settings)
-    chat = manifest.chat
     variant = chat.variant_for(model)
     spec = chat.stream if stream else None
     body_node = variant.stream_body if stream and variant.stream_body else variant.body
@@ -200,29 +228,136 @@ def prepare(manifest: Manifest, request: ChatRequest, model: str, *, api_key: st
     path_node = spec.path if spec is not None and spec.path is not None else chat.path
     path = str(render_checked(path_node, ctx, "chat.path", pid))
     query = _strings(_render(chat.query, ctx, "chat.query", pid), "chat.query", pid)
+    extra: dict[str, str] = {}
     if spec is not None and spec.query is not None:
         query.update(_strings(_render(spec.query, ctx, "chat.stream.query", pid),
                               "chat.stream.query", pid))
-    headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+    if spec is not None and spec.headers is not None:
+        extra = _strings(_render(spec.headers, ctx, "chat.stream.headers", pid), "headers", pid)
+    return _assemble(manifest, Endpoint(chat.method, chat.path, None), path, query, body, ctx,
+                     api_key=api_key, base_url=base_url, given=request.headers,
+                     stream=stream, extra_headers=extra)
+
+
+def _assemble(manifest: Manifest, endpoint: Endpoint, path: str, query: dict[str, str],
+              body: Any, ctx: Mapping[str, Any], *, api_key: str | None,
+              base_url: str | None, given: Mapping[str, str], stream: bool = False,
+              extra_headers: Mapping[str, str] | None = None) -> PreparedRequest:
+    """The request of any operation from its rendered path, query and body (None: no
+    body), with the manifest's headers, the per-call *given* ones and the auth."""
+    pid = manifest.id
+    headers = {"content-type": "application/json"} if body is not None else {}
+    headers["user-agent"] = USER_AGENT
     headers.update({k.lower(): v for k, v in _strings(
         _render(manifest.headers, ctx, "headers", pid), "headers", pid).items()})
-    if spec is not None and spec.headers is not None:
-        headers.update({k.lower(): v for k, v in _strings(
-            _render(spec.headers, ctx, "chat.stream.headers", pid), "headers", pid).items()})
+    headers.update({k.lower(): v for k, v in (extra_headers or {}).items()})
     auth_headers: dict[str, str] = {}
     secrets = _apply_auth(manifest, api_key, auth_headers, query)
-    headers.update(_user_headers(request.headers, auth_headers, pid))
+    headers.update(_user_headers(given, auth_headers, pid))
     headers.update(auth_headers)
     url = (base_url or manifest.base_url).rstrip("/") + "/" + path.lstrip("/")
     if query:
         url += ("&" if "?" in url else "?") + urllib.parse.urlencode(query)
+    if body is None:
+        return PreparedRequest(endpoint.method, url, tuple(headers.items()), b"", None,
+                               stream, secrets)
     try:
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:
         raise EngineError("invalid_request", f"request body is not JSON: {exc}",
                           provider=pid) from None
-    return PreparedRequest(chat.method, url, tuple(headers.items()), raw.encode("utf-8"),
+    return PreparedRequest(endpoint.method, url, tuple(headers.items()), raw.encode("utf-8"),
                            body, stream, secrets)
+
+
+# ---------------------------------------------------------------- other operations
+
+_NO_MESSAGES = ChatRequest(messages=())
+
+
+def _operation(manifest: Manifest, endpoint: Endpoint, op: str, ctx: Mapping[str, Any],
+               body: Any, *, api_key: str | None, base_url: str | None,
+               given: Mapping[str, str]) -> PreparedRequest:
+    pid = manifest.id
+    path = str(render_checked(endpoint.path, ctx, f"{op}.path", pid))
+    query = _strings(_render(endpoint.query, ctx, f"{op}.query", pid), f"{op}.query", pid)
+    return _assemble(manifest, endpoint, path, query, body, ctx, api_key=api_key,
+                     base_url=base_url, given=given)
+
+
+def operation_context(manifest: Manifest, model: str,
+                      settings: Mapping[str, str | None] | None, **values: Any
+                      ) -> dict[str, Any]:
+    """The context of an operation's templates: a chat context without messages (so the
+    manifest's headers render as they do for chat), plus the operation's own values."""
+    ctx = build_context(_NO_MESSAGES, model, manifest, False, settings)
+    ctx.update(values)
+    return ctx
+
+
+def check_embed(manifest: Manifest, request: EmbedRequest) -> EmbedSpec:
+    """The manifest's embed spec, after refusing what it cannot send."""
+    spec = manifest.embed
+    if spec is None:
+        raise lacks_operation(manifest, "embed")
+    pid = manifest.id
+
+    def refuse(message: str) -> EngineError:
+        return EngineError("invalid_request", message, provider=pid, retryable=False)
+
+    if request.dimensions is not None and not spec.dimensions:
+        raise refuse(f"{pid} cannot set the embedding dimensions (its manifest does not "
+                     f"send them); leave dimensions unset")
+    if request.input_type is not None and request.input_type not in spec.input_types:
+        taken = ", ".join(spec.input_types)
+        how = f"it takes {taken}" if taken else "its embeddings take no input type"
+        raise refuse(f"{pid} cannot send input_type={request.input_type!r}: {how}")
+    if not spec.allow_empty:
+        empty = next((i for i, text in enumerate(request.inputs) if not text.strip()), None)
+        if empty is not None:
+            raise refuse(f"input {empty} is empty: {pid} refuses empty texts")
+    return spec
+
+
+def prepare_embed(manifest: Manifest, request: EmbedRequest, inputs: Sequence[str],
+                  model: str, *, api_key: str | None, base_url: str | None = None,
+                  settings: Mapping[str, str | None] | None = None) -> PreparedRequest:
+    """The request embedding *inputs* (one batch of *request*)."""
+    spec = check_embed(manifest, request)
+    input_type = (spec.input_types[request.input_type]
+                  if request.input_type is not None else None)
+    ctx = operation_context(manifest, model, settings, inputs=list(inputs),
+                            dimensions=request.dimensions, input_type=input_type)
+    body = render_checked(spec.body, ctx, "embed.body", manifest.id)
+    return _operation(manifest, spec.endpoint, "embed", ctx, body, api_key=api_key,
+                      base_url=base_url, given=request.headers)
+
+
+def prepare_list_models(manifest: Manifest, model: str, cursor: str | None, *,
+                        api_key: str | None, base_url: str | None = None,
+                        settings: Mapping[str, str | None] | None = None) -> PreparedRequest:
+    """The request of one page of the model list (*cursor*: None for the first)."""
+    spec = manifest.list_models
+    if spec is None:
+        raise lacks_operation(manifest, "list_models")
+    ctx = operation_context(manifest, model, settings, cursor=cursor)
+    return _operation(manifest, spec.endpoint, "list_models", ctx, None, api_key=api_key,
+                      base_url=base_url, given={})
+
+
+def prepare_count_tokens(manifest: Manifest, request: ChatRequest, model: str, *,
+                         api_key: str | None, base_url: str | None = None,
+                         settings: Mapping[str, str | None] | None = None
+                         ) -> PreparedRequest:
+    """The chat request rendered for the provider's token counter."""
+    spec = manifest.count_tokens
+    if spec is None:
+        raise lacks_operation(manifest, "count_tokens")
+    check_capabilities(manifest, request, False)
+    ctx = build_context(request, model, manifest, False, settings)
+    body = render_checked(spec.variant_for(model).body, ctx, "count_tokens.body", manifest.id)
+    return _operation(manifest, spec.endpoint, "count_tokens", ctx, body, api_key=api_key,
+                      base_url=base_url, given=request.headers)
 
 
 # Headers the HTTP layer owns: a per-call value would corrupt the framing of the request.

@@ -78,6 +78,9 @@ def _search(path: Path | None, data: Any, provider: str, what: str) -> Any:
 
 def map_body(manifest: Manifest, data: Any) -> Delta:
     """The whole answer as one complete delta; ``malformed_response`` for a wrong shape."""
+    if manifest.chat is None:
+        raise EngineError("invalid_request", f"{manifest.id} has no chat operation",
+                          provider=manifest.id, retryable=False)
     spec = manifest.chat.response
     pid = manifest.id
     if not isinstance(data, dict):
@@ -138,7 +141,7 @@ class FrameRules:
     """One manifest's stream rules, applied to frames. Stateless: safe to share."""
 
     def __init__(self, manifest: Manifest) -> None:
-        spec = manifest.chat.stream
+        spec = manifest.chat.stream if manifest.chat is not None else None
         if spec is None:
             raise EngineError("invalid_request", f"{manifest.id} has no stream section",
                               provider=manifest.id, retryable=False)
