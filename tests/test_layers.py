@@ -39,7 +39,8 @@ MODEL = {"engine.manifest.model", "engine.manifest.merge", "engine.manifest.path
          "engine.manifest.patterns", "engine.manifest.templates", "engine.manifest"}
 LOADING = {"engine.manifest.locate", "engine.manifest.source", "engine.manifest.yamlsrc",
            "engine.manifest.schema", "engine.manifest.compile", "engine.manifest.check",
-           "engine.manifest.load", "engine.manifest.editor_schema"}
+           "engine.manifest.load", "engine.manifest.editor_schema",
+           "engine.manifest.operations"}
 PROTOCOL_PREFIX = "engine.protocol"
 IO_PREFIX = "engine.io"
 TOP = {"engine", "engine.client", "engine.validate", "engine.otel"}

@@ -19,8 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .fixture import FIXTURES, SCENARIOS
-from .runner import Outcome, all_cases, coverage, run_cases
+from .fixture import FIXTURES
+from .matrix import SHORT
+from .runner import ALL_SCENARIOS, Outcome, all_cases, coverage, run_cases
 
 __all__ = ["main"]
 
@@ -28,15 +29,13 @@ PROG = "python -m engine.conformance"
 
 
 def _matrix(table: dict[str, dict[str, str]]) -> list[str]:
-    short = {"multi_turn": "multi", "stream_text": "s_text", "tool_result": "tool_res",
-             "stream_tools": "s_tools", "error_auth": "e_auth", "error_rate_limit": "e_rate",
-             "error_in_stream": "e_stream"}
-    heads = [short.get(s, s) for s in SCENARIOS]
+    heads = [SHORT.get(s, s) for s in ALL_SCENARIOS]
     width = max([8, *(len(p) for p in table)])
     lines = [" " * width + " " + " ".join(f"{h:>8}" for h in heads)]
     for provider in sorted(table):
         row = table[provider]
-        lines.append(f"{provider:<{width}} " + " ".join(f"{row[s]:>8}" for s in SCENARIOS))
+        lines.append(f"{provider:<{width}} " + " ".join(f"{row[s]:>8}"
+                                                         for s in ALL_SCENARIOS))
     return lines
 
 

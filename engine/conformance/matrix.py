@@ -3,7 +3,8 @@
     python -m engine.conformance.matrix                  print the Markdown table
     python -m engine.conformance.matrix --write README.md   rewrite its section in place
 
-One row per manifest, one column per required scenario. A cell says how the
+One row per manifest, one column per required scenario (the chat scenarios, then
+those of ``embed``, ``list_models`` and ``count_tokens``). A cell says how the
 scenario is covered: by a fixture, shown by where its bytes came from
 (``rec`` a public or live recording, ``doc`` an official documentation
 example, ``con`` constructed in the provider's documented form), ``refused``
@@ -25,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..manifest.load import load_manifest
-from .fixture import SCENARIOS, Fixture, load_fixtures
-from .runner import lacks, manifest_ids
+from .fixture import Fixture, load_fixtures
+from .runner import ALL_SCENARIOS, REFUSED_AS, lacks, manifest_ids
 
 __all__ = ["BEGIN", "END", "markdown", "replace_section", "table"]
 
@@ -36,7 +37,8 @@ KINDS = {"public-recording": "rec", "live-recording": "rec", "documentation": "d
          "constructed": "con"}
 SHORT = {"multi_turn": "multi", "stream_text": "s_text", "tool_result": "tool_res",
          "stream_tools": "s_tools", "error_auth": "e_auth", "error_rate_limit": "e_rate",
-         "error_in_stream": "e_stream"}
+         "error_in_stream": "e_stream", "embed_batch": "e_batch", "embed_error": "e_error",
+         "list_models": "models", "count_tokens": "count"}
 # When several fixtures cover one scenario, the cell shows the best-sourced.
 RANK = {"rec": 0, "doc": 1, "con": 2}
 
@@ -55,13 +57,15 @@ def table(fixtures: Iterable[Fixture], providers: Iterable[str]) -> list[list[st
         manifest = load_manifest(provider)
         mine = by_provider.get(provider, [])
         cells = []
-        for scenario in SCENARIOS:
+        for scenario in ALL_SCENARIOS:
             kinds = sorted((_kind(f) for f in mine if f.scenario == scenario), key=RANK.__getitem__)
             lack = lacks(manifest, scenario)
+            refused = lack in ("tools", "stream") or (
+                lack == "operation" and scenario in REFUSED_AS.values())
             cells.append(kinds[0] if kinds and lack is None else
-                         "refused" if lack in ("tools", "stream") else
-                         "n/a" if lack == "stream_errors" else "missing")
-        extra = sum(f.scenario not in SCENARIOS for f in mine)
+                         "refused" if refused else
+                         "n/a" if lack in ("stream_errors", "operation") else "missing")
+        extra = sum(f.scenario not in ALL_SCENARIOS for f in mine)
         counts = Counter(_kind(f) for f in mine)
         sources = " ".join(f"{counts[k]} {k}" for k in ("rec", "doc", "con") if counts[k])
         rows.append([f"`{provider}`", manifest.name, *cells, str(extra), sources])
@@ -72,7 +76,7 @@ def markdown(root: Path | None = None) -> str:
     """The whole section, markers included."""
     fixtures, _ = load_fixtures(root) if root else load_fixtures()
     rows = table(fixtures, manifest_ids())
-    head = ["id", "provider", *(SHORT.get(s, s) for s in SCENARIOS), "extra", "fixtures"]
+    head = ["id", "provider", *(SHORT.get(s, s) for s in ALL_SCENARIOS), "extra", "fixtures"]
     lines = [BEGIN, "| " + " | ".join(head) + " |",
              "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -80,8 +84,11 @@ def markdown(root: Path | None = None) -> str:
     lines.append(f"{len(rows)} manifests, {len(fixtures)} fixtures. Cells: `rec` a recorded "
                  f"exchange, `doc` an official documentation example, `con` constructed in "
                  f"the documented form (each fixture's `source:` says from what), `refused` a "
-                 f"capability the manifest declares it lacks (the refusal is tested), `n/a` "
-                 f"no in-stream errors.")
+                 f"capability or operation the manifest declares it lacks (the refusal is "
+                 f"tested), `n/a` no in-stream errors, or the other scenarios of an "
+                 f"operation it does not describe. The last five columns are the "
+                 f"operations beside chat: embed (one text, a batch split across "
+                 f"requests, an error), the model list, the token counter.")
     lines.append(END)
     return "\n".join(lines)
 

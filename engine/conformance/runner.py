@@ -32,11 +32,22 @@ from ..manifest.model import Manifest
 from ..protocol.auth import SIGNING_SCHEME
 from ..protocol.settings import render_base_url, samples
 from .data import data_dir
-from .fixture import ACCESS_KEY_ID, API_KEY, SCENARIOS, SIGNED, Fixture, load_fixtures, resplit
+from .fixture import (
+    ACCESS_KEY_ID,
+    API_KEY,
+    OPERATION_SCENARIOS,
+    SCENARIOS,
+    SIGNED,
+    Fixture,
+    load_fixtures,
+    resplit,
+)
 from .server import RecordedRequest, ReplayServer, ScriptedResponse
 
 __all__ = [
+    "ALL_SCENARIOS",
     "KNOWN_FAILURES",
+    "OPERATION_OF",
     "Case",
     "Outcome",
     "build_cases",
@@ -107,7 +118,18 @@ def manifest_ids() -> list[str]:
     return sorted(i for i in ids if find_manifest(i) is not None)
 
 
+# Scenario -> the operation it exercises (the chat scenarios: chat).
+OPERATION_OF = {scenario: op for op, names in OPERATION_SCENARIOS.items() for scenario in names}
+ALL_SCENARIOS = (*SCENARIOS, *OPERATION_OF)
+# The scenario whose case is the refusal of an operation a manifest does not describe.
+REFUSED_AS = {"chat": "text", **{op: names[0] for op, names in OPERATION_SCENARIOS.items()}}
+
+
 def lacks(manifest: Manifest, scenario: str) -> str | None:
+    """What *manifest* lacks to run *scenario*: ``operation`` (it does not describe the
+    scenario's operation), a capability, or None."""
+    if getattr(manifest, OPERATION_OF.get(scenario, "chat")) is None:
+        return "operation"
     need = NEEDS.get(scenario)
     if need == "tools" and scenario != "stream_tools" and not manifest.tools:
         return "tools"
@@ -130,9 +152,11 @@ def build_cases(fixtures: Iterable[Fixture], providers: Iterable[str]) -> list[C
                               resplit(fx.chunks, fx.id)))
     for provider in providers:
         manifest = load_manifest(provider)
-        for scenario in SCENARIOS:
+        for scenario in ALL_SCENARIOS:
             lack = lacks(manifest, scenario)
-            if lack in ("tools", "stream"):
+            refused = lack in ("tools", "stream") or (
+                lack == "operation" and scenario in REFUSED_AS.values())
+            if refused:
                 cases.append(Case(f"{provider}/{scenario}[refused]", provider, scenario,
                                   "refusal"))
     return cases
@@ -143,7 +167,7 @@ def coverage(outcomes: Iterable[Outcome], providers: Iterable[str]) -> dict[str,
     table: dict[str, dict[str, str]] = {p: {} for p in providers}
     for outcome in outcomes:
         row = table.setdefault(outcome.case.provider, {})
-        if outcome.case.scenario not in SCENARIOS:
+        if outcome.case.scenario not in ALL_SCENARIOS:
             continue
         current = row.get(outcome.case.scenario)
         label = {"pass": "refused" if outcome.case.kind == "refusal" else "pass",
@@ -152,10 +176,11 @@ def coverage(outcomes: Iterable[Outcome], providers: Iterable[str]) -> dict[str,
             row[outcome.case.scenario] = label
     for provider, row in table.items():
         manifest = load_manifest(provider)
-        for scenario in SCENARIOS:
+        for scenario in ALL_SCENARIOS:
             if scenario not in row:
-                row[scenario] = "n/a" if lacks(manifest, scenario) == "stream_errors" \
-                    else "missing"
+                row[scenario] = ("n/a" if lacks(manifest, scenario) in ("stream_errors",
+                                                                         "operation")
+                                 else "missing")
     return table
 
 
@@ -498,7 +523,16 @@ async def _run_refusal(case: Case, server: ReplayServer) -> list[str]:
                                      base_url=server.url + base, max_retries=0,
                                      settings=settings) as client:
         try:
+            if OPERATION_OF.get(case.scenario) == "embed":
+                await client.embed(["Paris"])
+                return ["the request was not refused"]
+            if OPERATION_OF.get(case.scenario) == "list_models":
+                await client.list_models()
+                return ["the request was not refused"]
             chat = client.chat().user("What is the weather in Paris?")
+            if OPERATION_OF.get(case.scenario) == "count_tokens":
+                await chat.count_tokens()
+                return ["the request was not refused"]
             if NEEDS.get(case.scenario) == "tools" or case.scenario == "stream_tools":
                 chat.tools([tool])
             if case.scenario.startswith("stream") or case.scenario == "error_in_stream":

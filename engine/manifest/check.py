@@ -42,7 +42,7 @@ from ..retry import RetryPolicy
 from ..types import ChatRequest, EmbedRequest, Message, Tool, ToolCall
 from .compile import Problems, body_layers, compile_manifest, owner
 from .locate import KeyPath, id_problem, reach, valid_id
-from .model import Manifest
+from .model import OPERATIONS, Manifest
 from .schema import NAMED_LISTS, SCHEMA, Piece, Shaped, shape, suggest
 from .source import trace
 from .templates import TemplateError, render_checked
@@ -227,6 +227,9 @@ def _checked(merged: dict[str, Any], report: Problems) -> Manifest | None:
     for index, doc in enumerate(report.chain):
         _schema_check(doc.data, report, index=index)
     _schema_check(merged, report, index=None)  # what no single file has (a required key)
+    if not any(merged.get(op) is not None for op in OPERATIONS):
+        report.add(("chat",), f"required field: a manifest describes at least one "
+                   f"operation ({', '.join(OPERATIONS)})")
     if report.count:
         return None
     manifest = compile_manifest(merged, report)

@@ -30,7 +30,6 @@ from ..retry import RetryPolicy
 from .locate import KeyPath, Origins, RawDoc, format_path, named_path, reach
 from .merge import deep_merge
 from .model import (
-    OPERATIONS,
     TOOL_CHOICE_MODES,
     USAGE_FIELDS,
     AuthSpec,
@@ -232,9 +231,6 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
     auth = _auth(c, data["auth"], report)
     spec, stream = _chat(c, chat) if chat is not None else (None, None)
     errors = _errors(c, data.get("errors") or {})
-    if not any(data.get(op) is not None for op in OPERATIONS):
-        report.add(("chat",), f"a manifest describes at least one operation "
-                   f"({', '.join(OPERATIONS)})")
     caps = data.get("capabilities") or {}
     return Manifest(
         id=data["id"],
@@ -298,13 +294,21 @@ def _settings(c: _Compiler, spec: Mapping[str, Any]) -> dict[str, SettingSpec]:
         if pattern is not None and "default" in item and not pattern.search(item["default"]):
             c.report.add((*key, "default"), f"{item['default']!r} does not match the "
                          f"setting's own pattern")
+        example = item.get("example")
+        if pattern is not None and example is not None and not pattern.search(example):
+            c.report.add((*key, "example"), f"{example!r} does not match the setting's "
+                         f"own pattern")
+        if pattern is not None and example is None and "default" not in item:
+            c.report.add((*key, "pattern"), "a setting with a pattern needs a default or an "
+                         "example (a value the validator and the suite's refusal checks use)")
         if item.get("required") and "default" in item:
             c.report.add((*key, "required"), "a setting with a default is never missing; "
                          "drop 'required' or the default")
         out[name] = SettingSpec(name=name, env=tuple(item.get("env") or ()),
                                 default=item.get("default"),
                                 required=bool(item.get("required", False)), pattern=pattern,
-                                description=item.get("description", ""))
+                                description=item.get("description", ""),
+                                example=example)
     return out
 
 

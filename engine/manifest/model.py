@@ -72,6 +72,7 @@ class SettingSpec:
     required: bool = False
     pattern: Pattern | None = None
     description: str = ""
+    example: str | None = None  # a valid value for dry runs (see samples())
 
 
 @dataclass(frozen=True, slots=True)

@@ -279,6 +279,8 @@ SCHEMA: dict[str, Any] = {
                 "required": {"type": "boolean"},
                 "pattern": {"type": "string", "empty": False},
                 "description": {"type": "string"},
+                # a valid value, used where some value must be rendered (the dry run)
+                "example": {"type": "string", "empty": False},
             },
         },
     },

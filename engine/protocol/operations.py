@@ -11,7 +11,7 @@ answers are stitched:
   one vector per input, in input order. Every model of the chain must
   describe ``embed``. The first request may fall back along the chain; the
   rest go to the model that answered it, because vectors of two models are
-  not comparable and are never stitched together.
+  not comparable and are never mixed in one answer.
 - ``list_models`` reads the primary model's provider list page by page
   (``pages``), until no next cursor, and refuses a cursor seen before.
 - ``count_tokens`` renders the chat request for the primary's counter.

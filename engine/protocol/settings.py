@@ -125,6 +125,8 @@ def render_base_url(manifest: Manifest, settings: Mapping[str, str | None]) -> s
 
 
 def samples(manifest: Manifest) -> dict[str, str]:
-    """A value for every declared setting (its default, else ``sample-<name>``), for
-    renders that need some value: the validator's dry run, refusal checks."""
-    return {name: spec.default or f"sample-{name}" for name, spec in manifest.settings.items()}
+    """A value for every declared setting (its default, else its example, else
+    ``sample-<name>``), for renders that need some value: the validator's dry run,
+    refusal checks."""
+    return {name: spec.default or spec.example or f"sample-{name}"
+            for name, spec in manifest.settings.items()}
