@@ -298,9 +298,6 @@ def _settings(c: _Compiler, spec: Mapping[str, Any]) -> dict[str, SettingSpec]:
         if pattern is not None and example is not None and not pattern.search(example):
             c.report.add((*key, "example"), f"{example!r} does not match the setting's "
                          f"own pattern")
-        if pattern is not None and example is None and "default" not in item:
-            c.report.add((*key, "pattern"), "a setting with a pattern needs a default or an "
-                         "example (a value the validator and the suite's refusal checks use)")
         if item.get("required") and "default" in item:
             c.report.add((*key, "required"), "a setting with a default is never missing; "
                          "drop 'required' or the default")
