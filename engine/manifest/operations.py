@@ -5,7 +5,8 @@ for ``list_models``), the JMESPath expressions that read its answer, and an
 optional ``errors`` section applied over the manifest's own (its rules are
 tried first; the paths it gives replace the top-level ones). ``count_tokens``
 has no body of its own: its ``body`` is merged over every chat variant's
-(``null`` removes a key) and the result is put under ``wrap`` when given, so
+(``null`` removes a key) and the result is put under ``wrap`` when given (a
+key, or a dotted path of keys: ``input.converse``), so
 messages, tools and system placement render exactly as a chat request does.
 Problems go to the :class:`~engine.manifest.compile.Problems` collector, like
 every other compile problem. No cerberus.
@@ -143,11 +144,14 @@ def compile_count_tokens(c: _Compiler, spec: Mapping[str, Any] | None,
 def _body(c: _Compiler, body: Any, wrap: str | None) -> Any:
     """The compiled count body; a template problem is reported at count_tokens.body
     (the chat body's own problems are reported where chat compiles it)."""
-    tree = {wrap: body} if wrap else body
+    keys = wrap.split(".") if wrap else []
+    tree = body
+    for key in reversed(keys):
+        tree = {key: tree}
     try:
         return compile_with_roles(tree, c.roles)
     except TemplateError as exc:
-        path = exc.path[1:] if wrap else exc.path
+        path = exc.path[len(keys):]
         c.report.add(("count_tokens", "body", *path), str(exc))
         return compile_tree({})
 

@@ -252,9 +252,10 @@ _COUNT_TOKENS = {
     "type": "dict",
     "schema": {
         **_ENDPOINT,
-        # merged over the chat body (null removes a key), then put under `wrap`
+        # merged over the chat body (null removes a key), then put under `wrap` (a key,
+        # or a dotted path of keys)
         "body": _TREE,
-        "wrap": {"type": "string", "empty": False},
+        "wrap": {"type": "string", "regex": r"^[^.]+(\.[^.]+)*$"},
         "response": {"type": "dict", "required": True, "schema": {
             "tokens": {**_PATH, "required": True},
         }},

@@ -32,7 +32,7 @@ from ..retry import RetryPolicy
 from ..types import ChatRequest, EmbedRequest, EmbedResponse, EmbedUsage, ModelInfo, Stats
 from .extract import embed_answer, model_page, token_count
 from .metadata import rate_limit, request_id
-from .plan import Call, Chain, Outcome, Plan, RawResponse, Send, Step, Target, walk
+from .plan import Call, Chain, Finish, Outcome, Plan, RawResponse, Send, Step, Target, walk
 from .render import PreparedRequest, check_embed, lacks_operation
 
 __all__ = ["MAX_REQUESTS", "count_tokens_plan", "embed_plan", "list_models_plan"]
@@ -65,10 +65,27 @@ def _stats(target: Target, started: float, attempts: int, prompt: int | None,
     )
 
 
-def _finish(target: Target, answer: Any, started: float, attempts: int,
-            ttft: float | None) -> tuple[Any, Stats]:
-    """Keep the answer as it is; the stats of one request (tokens: the plan's)."""
-    return (target, answer), _stats(target, started, attempts, None, None, answer[1])
+Tokens = Callable[[Any], "tuple[int | None, int | None]"]
+
+
+def _no_tokens(value: Any) -> tuple[int | None, int | None]:
+    return None, None
+
+
+def _finisher(tokens: Tokens = _no_tokens) -> Finish:
+    """Keep the answer (with the target that gave it); the stats of one request, its
+    (prompt, total) tokens read by *tokens* from what the request's reader made."""
+    def finish(target: Target, answer: Any, started: float, attempts: int,
+               ttft: float | None) -> tuple[Any, Stats]:
+        prompt, total = tokens(answer[0])
+        return (target, answer), _stats(target, started, attempts, prompt, total, answer[1])
+
+    return finish
+
+
+def _embed_tokens(value: Any) -> tuple[int | None, int | None]:
+    (_, prompt, total, _), _ = value
+    return (prompt if prompt is not None else total), (total if total is not None else prompt)
 
 
 def _one(chain: Chain, policy_for: Policy, call: Call, timeouts: Timeouts | None,
@@ -147,7 +164,7 @@ def _embed(chain: Chain, request: EmbedRequest, batches: Sequence[tuple[str, ...
         sub = chain if pinned is None else chain.only(pinned)
         params = {"inputs": len(batch), "dimensions": request.dimensions,
                   "input_type": request.input_type}
-        call = Call("embed", False, params, _finish)
+        call = Call("embed", False, params, _finisher(_embed_tokens))
         pinned, (page, data), headers, spent = yield from _one(
             sub, policy_for, call, timeouts, _embed_prepare(request, batch),
             _embed_read(len(batch)))
@@ -208,7 +225,7 @@ def _list(chain: Chain, policy_for: Policy, timeouts: Timeouts | None) -> Plan:
     attempts = 0
     headers: dict[str, str] = {}
     for _ in range(spec.max_pages):
-        call = Call("list_models", False, {"cursor": cursor}, _finish)
+        call = Call("list_models", False, {"cursor": cursor}, _finisher())
         _, (page, next_cursor), headers, spent = yield from _one(
             chain, policy_for, call, timeouts, _list_prepare(cursor), _model_page)
         attempts += spent
@@ -254,7 +271,7 @@ def _count(chain: Chain, prepared: PreparedRequest, policy_for: Policy,
            timeouts: Timeouts | None) -> Plan:
     target = chain.primary
     started = chain.clock.monotonic()
-    call = Call("count_tokens", False, {}, _finish)
+    call = Call("count_tokens", False, {}, _finisher(lambda count: (count, count)))
 
     def ready(_: Target) -> PreparedRequest:
         return prepared

@@ -78,6 +78,7 @@ __all__ = [
     "Chain",
     "Drain",
     "Emit",
+    "Finish",
     "Head",
     "Open",
     "RawResponse",
