@@ -28,6 +28,7 @@ from .inputs import choice, embed_inputs, header_map, integer
 from .io.credentials import credential_for
 from .io.drivers import call_async, call_sync, stream_async, stream_sync
 from .io.transport import AsyncHttpClient, AsyncTransport, SyncHttpClient, SyncTransport
+from .io.wire import TRANSPORTS, AsyncWire
 from .limits import DEFAULT_TIMEOUTS, Limits, Timeouts
 from .logsetup import configure_from_env
 from .manifest.load import load_manifest
@@ -449,6 +450,23 @@ async def _in_worker(fn: Callable[[], None]) -> None:
     await asyncio.to_thread(fn)
 
 
+def _async_wire(name: Any, timeouts: Timeouts, http_client: Any,
+                limits: Limits | None) -> AsyncWire:
+    """The async transport *name* stands for (see :data:`~engine.io.wire.TRANSPORTS`)."""
+    choice("transport", name, TRANSPORTS)
+    if name == "httpx":
+        return AsyncTransport(timeouts, http_client, limits)
+    if http_client is not None:
+        raise inputs.invalid("http_client= is an httpx.AsyncClient: it cannot be used with "
+                             "transport='aiohttp'")
+    try:
+        from .io.aiohttp import AiohttpTransport
+    except ImportError as exc:
+        raise inputs.invalid(f"transport='aiohttp' needs aiohttp ({exc}): "
+                             f"pip install 'engine[aiohttp]'") from None
+    return AiohttpTransport(timeouts, limits)
+
+
 def _policy(target: Target) -> RetryPolicy:
     return target.policy
 
@@ -488,7 +506,7 @@ class AiClient:
     pool is renewed for the new loop.
     """
 
-    def __init__(self, chain: Chain, transport: AsyncTransport) -> None:
+    def __init__(self, chain: Chain, transport: AsyncWire) -> None:
         self._chain = chain
         self._transport = transport
 
@@ -500,7 +518,8 @@ class AiClient:
                      retry: RetryPolicy | None = None, clock: Clock | None = None,
                      limits: Limits | None = None,
                      hooks: Sequence[Any] | None = None,
-                     settings: Mapping[str, str] | None = None) -> AiClient:
+                     settings: Mapping[str, str] | None = None,
+                     transport: str = "httpx") -> AiClient:
         """``api_key`` and ``base_url`` may map a provider or model id to its value.
 
         ``timeout``: seconds for every phase, a :class:`Timeouts`, or None for
@@ -511,9 +530,13 @@ class AiClient:
         a resource, an API version), by name; each falls back to its
         environment variable and default, and a missing required one is
         refused here.
+        ``transport``: ``"httpx"`` (the default) or ``"aiohttp"`` (the extra
+        ``engine[aiohttp]``; no ``http_client=`` then), the HTTP stack under
+        every call.
         """
         chain = _chain(model, api_key, base_url, max_retries, retry, clock, hooks, settings)
-        return cls(chain, AsyncTransport(Timeouts.of(timeout), http_client, _limits(limits)))
+        return cls(chain, _async_wire(transport, Timeouts.of(timeout), http_client,
+                                      _limits(limits)))
 
     @property
     def provider(self) -> str:

@@ -170,7 +170,8 @@ class Sent:
 
 
 class Wire:
-    """Scripted provider over httpx.MockTransport ("mock") or a loopback ReplayServer."""
+    """Scripted provider over httpx.MockTransport ("mock") or a loopback ReplayServer,
+    reached over httpx ("loopback") or, by the async client, over aiohttp ("aiohttp")."""
 
     def __init__(self, kind: str, server: ReplayServer | None = None) -> None:
         self.kind = kind
@@ -226,6 +227,8 @@ class Wire:
         options = self._options(model, options)
         http = (httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
                 if self.server is None else None)
+        if self.kind == "aiohttp":  # the optional transport, over the same loopback server
+            options["transport"] = "aiohttp"
         client = await AiClient.create(model, http_client=http, **options)
         try:
             yield client
@@ -248,13 +251,13 @@ class Wire:
                 http.close()
 
 
-@pytest.fixture(params=["mock", "loopback"])
+@pytest.fixture(params=["mock", "loopback", "aiohttp"])
 def wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
     if request.param == "mock":
         yield Wire("mock")
         return
     with ReplayServer() as server:
-        yield Wire("loopback", server)
+        yield Wire(str(request.param), server)
 
 
 @pytest.fixture(autouse=True)

@@ -78,7 +78,8 @@ ANTHROPIC_PATH = "/v1/messages"
 POLICY = RetryPolicy(max_retries=2, backoff_base=0.25, backoff_max=0.75, max_retry_after=60.0)
 FAST = Timeouts(connect=1.0, read=1.0, write=1.0, pool=1.0)
 
-MODES = ("async", "sync")
+# "aiohttp": the async client over the optional aiohttp transport (engine[aiohttp]).
+MODES = ("async", "sync", "aiohttp")
 
 
 # --------------------------------------------------------------------------- the clock
@@ -254,14 +255,17 @@ class Driver:
         Driver.last = self
 
     async def __aenter__(self) -> Driver:
-        if self.mode == "async":
+        if self.mode == "aiohttp":
+            self.client = await AiClient.create(self._model, transport="aiohttp",
+                                                **self._options)
+        elif self.mode == "async":
             self.client = await AiClient.create(self._model, **self._options)
         else:
             self.client = SyncAiClient.create(self._model, **self._options)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.mode == "async":
+        if self.mode != "sync":
             await self.client.aclose()
         else:
             await asyncio.to_thread(self.client.close)
@@ -271,7 +275,7 @@ class Driver:
         return self.clock.sleeps
 
     async def call(self, *, stream: bool = False, **retry: Any) -> Outcome:
-        if self.mode == "async":
+        if self.mode != "sync":
             return await self._acall(stream, retry)
         return await asyncio.to_thread(self._scall, stream, retry)
 
@@ -1164,7 +1168,7 @@ async def test_cancelled_stream_disconnects_and_the_client_stays_usable(
     server.handler = sequence(endless_stream(), openai_ok("again"))
     async with Driver(mode, OPENAI, url(server, OPENAI), max_retries=0) as d:
         seen: list[str] = []
-        if mode == "async":
+        if mode != "sync":
             two = asyncio.Event()
 
             async def consume() -> None:
@@ -1220,7 +1224,7 @@ def table(rows: Sequence[tuple[str, str, str, str, str]]) -> str:
         values = set(by_mode.values())
         if len(values) == 1 and len(by_mode) == len(MODES):
             kind, attempts, leaked = values.pop()
-            lines.append(f"| {fault} | async+sync | {kind} | {attempts} | {leaked} |")
+            lines.append(f"| {fault} | {'+'.join(MODES)} | {kind} | {attempts} | {leaked} |")
             continue
         for mode, (kind, attempts, leaked) in by_mode.items():
             lines.append(f"| {fault} | {mode} | {kind} | {attempts} | {leaked} |")
@@ -1237,13 +1241,16 @@ def agree(fault: str, a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
             and all(abs(x - y) <= 1.05 for x, y in zip(waits_a, waits_b, strict=True)))
 
 
-def test_zz_async_and_sync_drivers_agree() -> None:
-    """Every fault run through both drivers produced the same events, errors, attempts, waits."""
-    compared = {fault: modes for fault, modes in SIGNATURES.items() if len(modes) == 2}
-    assert len(compared) >= 30, sorted(SIGNATURES)  # the suite above ran in both modes
+@pytest.mark.parametrize("other", ["sync", "aiohttp"])
+def test_zz_drivers_and_transports_agree(other: str) -> None:
+    """Every fault run through the async driver over httpx, the sync driver, and the async
+    driver over aiohttp produced the same events, errors, attempts and waits."""
+    compared = {fault: modes for fault, modes in SIGNATURES.items()
+                if "async" in modes and other in modes}
+    assert len(compared) >= 30, sorted(SIGNATURES)  # the suite above ran in every mode
     differ = {fault: modes for fault, modes in compared.items()
-              if not agree(fault, modes["async"], modes["sync"])}
-    assert differ == {}, "\n".join(f"{f}:\n  async {m['async']}\n  sync  {m['sync']}"
+              if not agree(fault, modes["async"], modes[other])}
+    assert differ == {}, "\n".join(f"{f}:\n  async {m['async']}\n  {other} {m[other]}"
                                     for f, m in differ.items())
 
 

@@ -721,3 +721,26 @@ def test_fuzz_eventstream_roundtrip(frames: list[tuple[str, str]], points: list[
     body = b"".join(event(name, payload) for name, payload in frames)
     got = run("eventstream", split(body, points))
     assert [(f.event, f.data) for f in got] == frames
+
+
+def test_events_before_invalid_utf8_arrive_however_the_bytes_are_cut() -> None:
+    """A transport that hands over the whole body at once (aiohttp reads what is
+    buffered) delivers the events before a bad one, exactly as one read per event does."""
+    from engine.manifest.load import load_manifest
+    from engine.protocol.decode import StreamDecoder
+
+    def chunk(text: str) -> bytes:
+        return b"data: " + json.dumps({"choices": [{"delta": {"content": text}}]}).encode() \
+            + b"\n\n"
+
+    body = chunk("fine") + chunk("@@").replace(b"@@", b"\xff\xfe\xc3")
+    for cuts in ([body], [chunk("fine"), body[len(chunk("fine")):]]):
+        decoder = StreamDecoder(load_manifest("openai"), "gpt-4o")
+        texts: list[str] = []
+        for piece in cuts:
+            decoder.receive_data(piece)
+        with pytest.raises(EngineError, match="invalid UTF-8 at byte 95"):
+            while True:
+                event = decoder.next_event()
+                texts.append(event.as_content_delta.text)  # type: ignore[union-attr]
+        assert texts == ["fine"]

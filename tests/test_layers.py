@@ -89,6 +89,9 @@ OWNERS = {
     "jmespath": {"engine.manifest.paths"},
     "regex": {"engine.manifest.patterns"},
     "opentelemetry": {"engine.otel"},
+    # the optional transport (engine[aiohttp]); yarl is aiohttp's URL type
+    "aiohttp": {"engine.io.aiohttp"},
+    "yarl": {"engine.io.aiohttp"},
 }
 # Third-party packages the tools layer may use besides (fixtures and demo data are YAML,
 # checked with a cerberus schema).

@@ -19,14 +19,15 @@ from ..clock import Clock
 from ..errors import EngineError
 from ..events import StreamEvent
 from ..protocol.plan import Drain, Emit, Open, Plan, Read, ReadAll, Send, Sleep
-from .transport import AsyncOpened, AsyncTransport, SyncOpened, SyncTransport
+from .transport import SyncOpened, SyncTransport
+from .wire import AsyncResponse, AsyncWire
 
 __all__ = ["call_async", "call_sync", "stream_async", "stream_sync"]
 
 Result = Callable[[Any], None]
 
 
-async def call_async(plan: Plan, transport: AsyncTransport, clock: Clock) -> Any:
+async def call_async(plan: Plan, transport: AsyncWire, clock: Clock) -> Any:
     """Run a plain-call plan; return its result or raise its error."""
     step = next(plan)
     while True:
@@ -68,10 +69,10 @@ def call_sync(plan: Plan, transport: SyncTransport, clock: Clock) -> Any:
             return done.value
 
 
-async def stream_async(plan: Plan, transport: AsyncTransport, clock: Clock,
+async def stream_async(plan: Plan, transport: AsyncWire, clock: Clock,
                        result: Result) -> AsyncIterator[StreamEvent]:
     """Run a stream plan, yielding its events; hand its result to *result* at the end."""
-    opened: AsyncOpened | None = None
+    opened: AsyncResponse | None = None
     try:
         step = next(plan)
         while True:

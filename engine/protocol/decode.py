@@ -78,6 +78,12 @@ class StreamDecoder:
         try:
             frames = self._framer.feed(data)
         except EngineError as exc:
+            # Frames the framer completed before the error come first.
+            early = getattr(exc, "frames", None)
+            if early:
+                self._frames(early, at_eof=False)
+                if self._acc.done or self._error is not None:
+                    return
             self._fail(exc)
             return
         self._frames(frames, at_eof=False)

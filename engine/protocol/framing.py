@@ -205,7 +205,13 @@ class _LineFramer(_Base):
             start = self._base
             self._consume(cut)
             self._skip_lf = self._cr_is_line_end and seg.endswith(b"\r")
-            self._lines(seg, start)
+            try:
+                self._lines(seg, start)
+            except EngineError as exc:
+                # The frames completed before the bad line are still the stream's: the
+                # decoder delivers them before the error (however the bytes were cut).
+                exc.frames = self._take()  # type: ignore[attr-defined]
+                raise
         self._check_pending()
         return self._take()
 
@@ -264,7 +270,14 @@ class SSEFramer(_LineFramer):
 
     def _lines(self, seg: bytes, start: int) -> None:
         if not seg.isascii():
-            _decode(self.name, seg, start)  # validation: line ends never split a character
+            try:  # validation: line ends never split a character
+                seg.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                # The whole lines before the bad one are framed first, then it fails.
+                cut = max(seg.rfind(b"\n", 0, exc.start), seg.rfind(b"\r", 0, exc.start)) + 1
+                if cut:
+                    self._lines(seg[:cut], start)
+                _decode(self.name, seg[cut:], start + cut)
         n_lf = seg.count(b"\n")
         n_cr = seg.count(b"\r")
         if n_cr == 0 or n_lf == 0 or n_cr == n_lf == seg.count(b"\r\n"):
