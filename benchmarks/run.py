@@ -166,6 +166,11 @@ class Harness:
                                                            provider)["wall"]
         return got
 
+    def repeat_aiohttp(self, provider: str) -> dict[str, float]:
+        """The concurrent measure over aiohttp: the engine's transport, and raw aiohttp."""
+        return {client: self.workload("concurrent", client, provider)["wall"]
+                for client in ("engine-aiohttp", "aiohttp")}
+
     def repeat_imports(self, statements: list[str]) -> dict[str, dict[str, float]]:
         got = {}
         for name in statements:
@@ -305,6 +310,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| `{IMPORTS[name]}` | {fmt(cell['time']['median'] * 1e3)} | "
                      f"{fmt(cell['rss']['median'] / 1024)} | "
                      f"{ratio_cell(ratio) if ratio else '1.00x'} |")
+    if result.get("aiohttp"):
+        lines += ["", f"| {settings['concurrency']} concurrent async calls, wall (ms) | "
+                  f"engine over aiohttp | raw aiohttp | ratio | raw httpx (same run) |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for provider, cell in result["aiohttp"].items():
+            lines.append(f"| {provider} | {fmt(cell['engine-aiohttp']['median'] * 1e3)} | "
+                         f"{fmt(cell['aiohttp']['median'] * 1e3)} | "
+                         f"{ratio_cell(cell['ratio'])} | {fmt(cell['httpx']['median'] * 1e3)} |")
     others = [c for c in result["clients"] if c not in ("engine", BASE)]
     if others:
         lines += ["", "| measure | provider | client | value | raw httpx | ratio |",
@@ -322,6 +335,25 @@ def markdown(result: dict[str, Any]) -> str:
     if result["notes"]:
         lines += [""] + [f"- {note}" for note in result["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _has_aiohttp() -> bool:
+    return subprocess.run([sys.executable, "-c", "import aiohttp"],
+                          capture_output=True).returncode == 0
+
+
+def _aio_cells(runs: list[dict[str, float]],
+               same: list[dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """Medians of the aiohttp rows, the engine's ratio to raw aiohttp, and raw httpx's
+    concurrent wall of the same repeats (for scale)."""
+    engine = [r["engine-aiohttp"] for r in runs]
+    raw = [r["aiohttp"] for r in runs]
+    ratios = [e / a for e, a in zip(engine, raw, strict=True) if a]
+    httpx_walls = [r[BASE]["concurrent_wall"] for r in same]
+    return {"engine-aiohttp": {"median": statistics.median(engine), "values": engine},
+            "aiohttp": {"median": statistics.median(raw), "values": raw},
+            "ratio": {"median": statistics.median(ratios), "values": ratios},
+            "httpx": {"median": statistics.median(httpx_walls), "values": httpx_walls}}
 
 
 def check_bodies(seen: dict[str, list[str]], providers: list[str]) -> list[str]:
@@ -398,6 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         per_provider: dict[str, list[dict[str, dict[str, float]]]] = {
             p: [] for p in args.providers}
         import_runs: list[dict[str, dict[str, float]]] = []
+        aio = _has_aiohttp()
+        aio_runs: dict[str, list[dict[str, float]]] = {p: [] for p in args.providers}
+        if not aio:
+            notes.append("aiohttp is not installed: the aiohttp transport rows are left out "
+                         "(pip install 'engine[aiohttp]')")
         for index in range(args.repeats):
             order = clients if index % 2 == 0 else clients[::-1]
             t0 = time.perf_counter()
@@ -405,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                                                       else imports[::-1]))
             for provider in args.providers:
                 per_provider[provider].append(harness.repeat_provider(provider, order))
+                if aio:
+                    aio_runs[provider].append(harness.repeat_aiohttp(provider))
             print(f"repeat {index + 1}/{args.repeats} done in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr)
         problems = check_bodies(harness.seen_bodies(), args.providers)
@@ -431,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": {p: median_rows(runs, clients, list(METRICS))
                     for p, runs in per_provider.items()},
         "imports": {},
+        "aiohttp": {p: _aio_cells(runs, per_provider[p]) for p, runs in aio_runs.items()
+                    if runs},
         "notes": notes,
         "units": {"seconds": [k for k in METRICS if k not in ("rss", "seq_calls_per_s",
                                                               "stream_deltas_per_s")],

@@ -56,7 +56,9 @@ PROVIDERS: dict[str, dict[str, Any]] = {
                    "stream": True},
     },
 }
-CLIENTS = ("engine", "httpx", "sdk", "litellm")
+# engine-aiohttp and aiohttp (the engine over its aiohttp transport, and raw aiohttp
+# posting the same bytes) run the concurrent measure only.
+CLIENTS = ("engine", "httpx", "sdk", "litellm", "engine-aiohttp", "aiohttp")
 
 
 def body(provider: str, kind: str) -> bytes:
@@ -186,12 +188,25 @@ def make_async(client: str, provider: str, url: str) -> Any:
         async def create() -> Any:
             return await AiClient.create(spec["model"], api_key=KEY, base_url=url + spec["base"])
         return create
+    if client == "engine-aiohttp":
+        from engine import AiClient
+
+        async def create_on_aiohttp() -> Any:
+            return await AiClient.create(spec["model"], api_key=KEY,
+                                         base_url=url + spec["base"], transport="aiohttp")
+        return create_on_aiohttp
     if client == "httpx":
         import httpx
 
         async def create_httpx() -> Any:
             return httpx.AsyncClient()
         return create_httpx
+    if client == "aiohttp":
+        import aiohttp
+
+        async def create_aiohttp() -> Any:
+            return aiohttp.ClientSession()
+        return create_aiohttp
     if client == "sdk":
         if provider == "openai":
             import openai
@@ -304,8 +319,13 @@ def stream_once(client: str, provider: str, url: str, c: Any) -> tuple[float, fl
 
 async def async_call(client: str, provider: str, url: str, c: Any) -> str:
     spec = PROVIDERS[provider]
-    if client == "engine":
+    if client in ("engine", "engine-aiohttp"):
         return (await c.chat().user("Hi").execute()).content  # type: ignore[no-any-return]
+    if client == "aiohttp":
+        async with c.post(url + spec["path"], data=body(provider, "plain"),
+                          headers=spec["headers"]) as r:
+            r.raise_for_status()
+            return plain_text(provider, json.loads(await r.read()))
     if client == "httpx":
         r = await c.post(url + spec["path"], content=body(provider, "plain"),
                          headers=spec["headers"])

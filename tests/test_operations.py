@@ -19,6 +19,7 @@ import pytest
 
 from engine import AiClient, EngineError, SyncAiClient
 from engine.clock import Clock
+from engine.manifest import clear_cache
 from engine.manifest.check import check_file
 from engine.manifest.load import load_manifest
 from engine.protocol.extract import decode_vector, embed_answer, model_page
@@ -90,6 +91,7 @@ def protocols(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "acme.yaml").write_text(MANIFEST)
     (tmp_path / "vecs.yaml").write_text(EMBED_ONLY)
     monkeypatch.setenv("AI_PROTOCOL_PATH", str(tmp_path))
+    clear_cache()  # another test's "acme" may be loaded already
     return tmp_path
 
 

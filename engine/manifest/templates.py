@@ -682,12 +682,44 @@ class _Literal(Node):
         return self.value
 
 
+# A dotted name (``params.temperature``): looked up directly when every step is a key of
+# a plain dict; any other case (a miss, an object, a dict method's name) goes to Jinja.
+_DOTTED = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*")
+_NOT_NAMES = frozenset({"and", "or", "not", "if", "else", "in", "is", "none", "true", "false",
+                        "None", "True", "False"}) | frozenset(dir(dict))
+_MISS = object()
+
+
+def _dotted(expr: str) -> tuple[str, ...] | None:
+    match = _DOTTED.fullmatch(expr)
+    if match is None:
+        return None
+    names = tuple(match[1].split("."))
+    return None if any(name in _NOT_NAMES for name in names) else names
+
+
+def _lookup(names: tuple[str, ...], ctx: Mapping[str, Any]) -> Any:
+    value: Any = ctx
+    for name in names:
+        if type(value) is not dict:
+            return _MISS
+        value = value.get(name, _MISS)
+        if value is _MISS:
+            return _MISS
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class _Expr(Node):
     source: str
     fn: Callable[..., Any]
+    names: tuple[str, ...] | None = None  # a dotted name, for the direct lookup
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
+        if self.names is not None and type(ctx) is dict:
+            value = _lookup(self.names, ctx)
+            if value is not _MISS:  # exactly what Jinja finds for a present dict key
+                return _plain(value, _BUDGET.get())
         return _plain(_guard(self.source, lambda: self.fn(**ctx)), _BUDGET.get())
 
 
@@ -885,7 +917,7 @@ def _compile_checked(source: str) -> Node:
             fn = _ENV.compile_expression(match["expr"], undefined_to_none=False)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"expression syntax error in {source!r}: {exc.message}") from None
-        return _Expr(source, fn)
+        return _Expr(source, fn, _dotted(match["expr"]))
     return _Text(source, _ENV.from_string(source))
 
 
