@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -162,3 +163,33 @@ def test_any_unicode_text_round_trips_through_every_manifest(content, system):
             assert [_at(body, p) for p in content_at] == [content] * len(content_at), provider
         if system:
             assert [_at(body, p) for p in system_at] == [system] * len(system_at), provider
+
+
+_KEYS = st.sampled_from(["a", "b", "items", "keys", "get", "_x", "content", "__class__"])
+_DATA = st.recursive(st.one_of(st.none(), st.integers(), st.text(max_size=5)),
+                     lambda inner: st.dictionaries(_KEYS, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.dictionaries(_KEYS, _DATA, max_size=4),
+       path=st.lists(_KEYS, min_size=1, max_size=3))
+def test_the_dotted_name_fast_path_finds_what_jinja_finds(data: dict, path: list) -> None:
+    """A dotted name renders the same through the direct lookup as through Jinja alone."""
+    from engine.manifest.templates import _Expr, compile_string
+
+    source = "{{ " + ".".join(path) + " }}"
+    try:
+        node = compile_string(source)
+    except TemplateError:
+        return
+    if not isinstance(node, _Expr):
+        return
+    slow = _Expr(node.source, node.fn)  # the same expression, Jinja only
+
+    def outcome(n: Any) -> Any:
+        try:
+            return ("ok", n.render(data))
+        except TemplateError as exc:
+            return ("error", str(exc))
+
+    assert outcome(node) == outcome(slow)
