@@ -65,7 +65,7 @@ def decode(body: bytes) -> int:
     events = 0
     for start in range(0, len(body), READ):
         decoder.receive_data(body[start:start + READ])
-        while (event := decoder.next_event()) not in (NEED_DATA, END):
+        while decoder.next_event() not in (NEED_DATA, END):
             events += 1
     decoder.receive_data(b"")
     while decoder.next_event() not in (NEED_DATA, END):
