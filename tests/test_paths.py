@@ -45,7 +45,8 @@ def manifest_expressions() -> list[str]:
 EXPRESSIONS = [*(e for e in manifest_expressions() if "frame(" not in e and "lower_eq(" not in e),
                "a.b[0]", "a[-1]", "!a", "a && b", "a || b",
                "a == `1`", "a != 'x'", "a == `true`", "`0` == `false`", "!`0`", "@", "a[*].b",
-               "a | [0]", "length(a)"]
+               "a | [0]", "length(a)", "a[?b].c", "a[?type=='x']", "a[?!b]", "join('', a)",
+               "join(b, a[?a].b)", "join('-', a[?type=='text'].text)"]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "x", "stop"]),

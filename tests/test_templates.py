@@ -166,24 +166,43 @@ def test_any_unicode_text_round_trips_through_every_manifest(content, system):
 
 
 _KEYS = st.sampled_from(["a", "b", "items", "keys", "get", "_x", "content", "__class__"])
-_DATA = st.recursive(st.one_of(st.none(), st.integers(), st.text(max_size=5)),
+_DATA = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.text(max_size=3)),
                      lambda inner: st.dictionaries(_KEYS, inner, max_size=4), max_leaves=12)
+_ATOM = st.one_of(st.lists(_KEYS, min_size=1, max_size=3).map(".".join),
+                  st.sampled_from(["none", "true", "false", "'x'", "0", "1"]))
 
 
-@settings(max_examples=200, deadline=None)
-@given(data=st.dictionaries(_KEYS, _DATA, max_size=4),
-       path=st.lists(_KEYS, min_size=1, max_size=3))
-def test_the_dotted_name_fast_path_finds_what_jinja_finds(data: dict, path: list) -> None:
-    """A dotted name renders the same through the direct lookup as through Jinja alone."""
+def _expressions(depth: int = 2) -> st.SearchStrategy[str]:
+    if depth == 0:
+        return _ATOM
+    sub = _expressions(depth - 1)
+    return st.one_of(
+        _ATOM,
+        sub.map(lambda e: f"not ({e})"),
+        st.tuples(sub, sub).map(lambda p: f"({p[0]}) and ({p[1]})"),
+        st.tuples(sub, sub).map(lambda p: f"({p[0]}) or ({p[1]})"),
+        st.tuples(sub, sub, sub).map(lambda p: f"({p[0]}) if ({p[1]}) else ({p[2]})"),
+        st.tuples(sub, st.sampled_from(["none", "not none", "true", "false"])).map(
+            lambda p: f"({p[0]}) is {p[1]}"),
+        st.tuples(sub, sub, st.sampled_from(["==", "!="])).map(
+            lambda p: f"({p[0]}) {p[2]} ({p[1]})"),
+        sub.map(lambda e: f"({e}) | length"),  # not direct: Jinja evaluates it
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(_KEYS, _DATA, max_size=4), expr=_expressions())
+def test_the_direct_evaluator_gives_what_jinja_gives(data: dict, expr: str) -> None:
+    """An expression renders the same through the direct evaluator as through Jinja alone:
+    names, dict keys (never a dict method's name or a dunder), misses, and/or/not,
+    conditionals, tests and comparisons."""
     from engine.manifest.templates import _Expr, compile_string
 
-    source = "{{ " + ".".join(path) + " }}"
     try:
-        node = compile_string(source)
+        node = compile_string("{{ " + expr + " }}")
     except TemplateError:
         return
-    if not isinstance(node, _Expr):
-        return
+    assert isinstance(node, _Expr)
     slow = _Expr(node.source, node.fn)  # the same expression, Jinja only
 
     def outcome(n: Any) -> Any:

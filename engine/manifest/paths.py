@@ -156,7 +156,40 @@ def _compile(node: Any) -> Getter:
         return lambda data: _envelope(current_frame.get())
     if kind == "comparator" and node["value"] in ("eq", "ne"):
         return _equals(_compile(children[0]), _compile(children[1]), node["value"] == "ne")
+    if kind == "identity":
+        return lambda data: data
+    if kind == "filter_projection":
+        return _filter(*(_compile(c) for c in children))
+    if kind == "function_expression" and node["value"] == "join" and len(children) == 2:
+        return _join(_compile(children[0]), _compile(children[1]), node)
     return lambda data: _INTERPRETER.visit(node, data)
+
+
+def _filter(base: Getter, each: Getter, keep: Getter) -> Getter:
+    """``base[?keep].each``, as jmespath's interpreter evaluates it."""
+    def get(data: Any) -> Any:
+        items = base(data)
+        if not isinstance(items, list):
+            return None
+        out = []
+        for item in items:
+            if not _is_false(keep(item)):
+                value = each(item)
+                if value is not None:
+                    out.append(value)
+        return out
+    return get
+
+
+def _join(glue: Getter, items: Getter, node: Any) -> Getter:
+    """``join(glue, items)`` for a string glue and a list of strings; anything else (a
+    type error included) is the interpreter's."""
+    def get(data: Any) -> Any:
+        sep, values = glue(data), items(data)
+        if type(sep) is str and type(values) is list and all(type(v) is str for v in values):
+            return sep.join(values)
+        return _INTERPRETER.visit(node, data)
+    return get
 
 
 @dataclass(frozen=True, slots=True)

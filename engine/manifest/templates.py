@@ -636,6 +636,27 @@ def _plain(value: Any, budget: _Budget | None = None) -> Any:
     Containers are charged their length to *budget*, and long strings each
     time they repeat.
     """
+    kind = type(value)  # the exact common types first: this runs for every rendered value
+    if kind is str:
+        if budget is not None and len(value) >= ALIAS_MIN:
+            budget.output(value)
+        return value
+    if kind is dict:
+        if budget is not None:
+            budget.charge(1 + len(value))
+        plain: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise TemplateError(f"object keys must be strings, not "
+                                        f"{type(key).__name__}")
+                key = str(key)
+            plain[key] = _plain(item, budget)
+        return plain
+    if kind is list:
+        if budget is not None:
+            budget.charge(1 + len(value))
+        return [_plain(item, budget) for item in value]
     if value is None or isinstance(value, (bool, int)):
         return value
     if value is JSON_NULL:
@@ -682,44 +703,102 @@ class _Literal(Node):
         return self.value
 
 
-# A dotted name (``params.temperature``): looked up directly when every step is a key of
-# a plain dict; any other case (a miss, an object, a dict method's name) goes to Jinja.
-_DOTTED = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*")
-_NOT_NAMES = frozenset({"and", "or", "not", "if", "else", "in", "is", "none", "true", "false",
-                        "None", "True", "False"}) | frozenset(dir(dict))
-_MISS = object()
+# Expressions made only of names, dict keys, constants, ``a if b else c``, ``and``, ``or``,
+# ``not`` and the tests ``none`` / ``true`` / ``false`` are evaluated
+# directly (:func:`_fast`); anything else, and any step that is not a present key of a
+# plain dict (a miss, an object, a dict method's name), goes to Jinja, so the value is
+# always the one Jinja gives (a property test checks it).
+_NOT_KEYS = frozenset(dir(dict))
+_TESTS: dict[str, Callable[[Any], bool]] = {
+    "none": lambda v: v is None, "true": lambda v: v is True, "false": lambda v: v is False}
+Fast = Callable[[dict[str, Any]], Any]
 
 
-def _dotted(expr: str) -> tuple[str, ...] | None:
-    match = _DOTTED.fullmatch(expr)
-    if match is None:
+class _Slow(Exception):
+    """This evaluation needs Jinja."""
+
+
+def _name(name: str) -> Fast:
+    def get(ctx: dict[str, Any]) -> Any:
+        if name not in ctx:
+            raise _Slow
+        return ctx[name]
+    return get
+
+
+def _key(base: Fast, key: str) -> Fast:
+    def get(ctx: dict[str, Any]) -> Any:
+        value = base(ctx)
+        if type(value) is not dict or key not in value:
+            raise _Slow
+        return value[key]
+    return get
+
+
+def _negated(inner: Fast) -> Fast:
+    return lambda ctx: not inner(ctx)
+
+
+def _both(left: Fast, right: Fast) -> Fast:
+    return lambda ctx: left(ctx) and right(ctx)
+
+
+def _either(left: Fast, right: Fast) -> Fast:
+    return lambda ctx: left(ctx) or right(ctx)
+
+
+def _fast(node: jinja2.nodes.Node) -> Fast | None:
+    """A direct evaluator of *node*, or None when Jinja must evaluate it."""
+    nodes = jinja2.nodes
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        return _name(node.name)
+    if isinstance(node, nodes.Const) and (node.value is None or
+                                          isinstance(node.value, (str, int, float, bool))):
+        value = node.value
+        return lambda ctx: value
+    if isinstance(node, nodes.Getattr) and node.attr not in _NOT_KEYS:
+        base = _fast(node.node)
+        return _key(base, node.attr) if base is not None else None
+    if isinstance(node, nodes.Not):
+        inner = _fast(node.node)
+        return _negated(inner) if inner is not None else None
+    if isinstance(node, (nodes.And, nodes.Or)):
+        left, right = _fast(node.left), _fast(node.right)
+        if left is None or right is None:
+            return None
+        return _both(left, right) if isinstance(node, nodes.And) else _either(left, right)
+    if isinstance(node, nodes.CondExpr) and node.expr2 is not None:
+        test, yes, no = _fast(node.test), _fast(node.expr1), _fast(node.expr2)
+        if test is None or yes is None or no is None:
+            return None
+        return lambda ctx: yes(ctx) if test(ctx) else no(ctx)
+    if (isinstance(node, nodes.Test) and node.name in _TESTS and not node.args
+            and not node.kwargs and node.dyn_args is None and node.dyn_kwargs is None):
+        inner, check = _fast(node.node), _TESTS[node.name]
+        return (lambda ctx: check(inner(ctx))) if inner is not None else None
+    return None
+
+
+def _fast_expression(tree: jinja2.nodes.Template) -> Fast | None:
+    """The direct evaluator of a ``{{ expr }}``-only template's expression, if any."""
+    if len(tree.body) != 1 or not isinstance(tree.body[0], jinja2.nodes.Output):
         return None
-    names = tuple(match[1].split("."))
-    return None if any(name in _NOT_NAMES for name in names) else names
-
-
-def _lookup(names: tuple[str, ...], ctx: Mapping[str, Any]) -> Any:
-    value: Any = ctx
-    for name in names:
-        if type(value) is not dict:
-            return _MISS
-        value = value.get(name, _MISS)
-        if value is _MISS:
-            return _MISS
-    return value
+    parts = tree.body[0].nodes
+    return _fast(parts[0]) if len(parts) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
 class _Expr(Node):
     source: str
     fn: Callable[..., Any]
-    names: tuple[str, ...] | None = None  # a dotted name, for the direct lookup
+    fast: Fast | None = None  # the direct evaluator, when the expression has one
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
-        if self.names is not None and type(ctx) is dict:
-            value = _lookup(self.names, ctx)
-            if value is not _MISS:  # exactly what Jinja finds for a present dict key
-                return _plain(value, _BUDGET.get())
+        if self.fast is not None and type(ctx) is dict:
+            try:
+                return _plain(self.fast(ctx), _BUDGET.get())
+            except _Slow:
+                pass
         return _plain(_guard(self.source, lambda: self.fn(**ctx)), _BUDGET.get())
 
 
@@ -917,7 +996,7 @@ def _compile_checked(source: str) -> Node:
             fn = _ENV.compile_expression(match["expr"], undefined_to_none=False)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"expression syntax error in {source!r}: {exc.message}") from None
-        return _Expr(source, fn, _dotted(match["expr"]))
+        return _Expr(source, fn, _fast_expression(tree))
     return _Text(source, _ENV.from_string(source))
 
 

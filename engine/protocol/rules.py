@@ -150,6 +150,13 @@ class FrameRules:
         self.provider = manifest.id
         # Only a manifest that calls frame() pays for publishing each frame to it.
         self._envelope = any("frame(" in path.source for path in _stream_paths(spec))
+        # A rule whose usage paths all start at one key (usage.prompt_tokens, ...) skips
+        # them all at once on the many frames without that key (each would be null).
+        self._usage_root: dict[int, str] = {}
+        for rule in spec.events:
+            roots = {path.root for path in rule.usage.values()}
+            if len(roots) == 1 and (root := roots.pop()) is not None:
+                self._usage_root[id(rule)] = root
 
     def map(self, frame: Frame, at_eof: bool) -> Delta | None:
         """The delta for *frame*, or None when it is ignored or matches no rule."""
@@ -219,7 +226,9 @@ class FrameRules:
             key = self._get(rule.tool_call_end, data)
             delta.call_end = str(key) if key is not None else None
         delta.finish = self._get(rule.finish_reason, data)
-        for name, path in rule.usage.items():
+        root = self._usage_root.get(id(rule))
+        usage = rule.usage if root is None or (type(data) is dict and root in data) else {}
+        for name, path in usage.items():
             value = self._get(path, data)
             if value is not None:
                 delta.usage[name] = value
