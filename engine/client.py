@@ -12,6 +12,7 @@ anything mutable.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -84,9 +85,15 @@ class _Builder:
         self._reasoning: dict[str, Any] | None = None
         self._parallel: bool | None = None
         self._model: Any = None
+        self._cache_tools = False
 
     def system(self: _B, text: str) -> _B:
         return self.message(Message.system(inputs.text("system text", text)))
+
+    def developer(self: _B, text: str) -> _B:
+        """Instructions in the developer role where the provider has one; elsewhere
+        they are sent as a system message."""
+        return self.message(Message.developer(inputs.text("developer text", text)))
 
     def user(self: _B, content: str | Sequence[str | Part]) -> _B:
         """A user turn: text, or a list of text and :class:`~engine.Part` s (images,
@@ -134,6 +141,11 @@ class _Builder:
         self._params["top_p"] = inputs.number("top_p", value, 0.0, 1.0)
         return self
 
+    def top_k(self: _B, value: int) -> _B:
+        """Sample from the *value* most likely tokens (where the provider takes it)."""
+        self._params["top_k"] = inputs.integer("top_k", value, 1, 2**31 - 1)
+        return self
+
     def max_tokens(self: _B, value: int) -> _B:
         self._params["max_tokens"] = inputs.integer("max_tokens", value, 1, 2**31 - 1)
         return self
@@ -146,15 +158,31 @@ class _Builder:
         self._params["stop"] = inputs.stop_list(value)
         return self
 
-    def tools(self: _B, tools: Sequence[Tool | Mapping[str, Any]]) -> _B:
+    def tools(self: _B, tools: Sequence[Tool | Mapping[str, Any]], *,
+              cache: bool = False) -> _B:
+        """The tools the model may call: functions, and a provider's own tool entries
+        passed through as given (``{"type": "web_search_20250305", ...}``).
+        ``cache=True`` marks a prompt-cache breakpoint after them."""
         if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
             raise inputs.invalid(f"tools must be a list of tools, got {type(tools).__name__}")
+        if not isinstance(cache, bool):
+            raise inputs.invalid(f"cache takes a bool, {inputs.got(cache)}")
         try:
             self._tools = tuple(Tool.from_dict(t) for t in tools)
         except EngineError:
             raise
         except Exception as exc:
             raise inputs.invalid(f"bad tool: {type(exc).__name__}: {exc}") from None
+        self._cache_tools = cache
+        return self
+
+    def cache(self: _B) -> _B:
+        """Mark a prompt-cache breakpoint after the messages so far (the provider
+        caches the prompt up to here). Refused where the provider has no caching;
+        accepted and unneeded where it caches by itself."""
+        if not self._messages:
+            raise inputs.invalid("cache() marks the end of the messages so far; add one first")
+        self._messages[-1] = dataclasses.replace(self._messages[-1], cache=True)
         return self
 
     def tool_choice(self: _B, choice: str | Mapping[str, Any]) -> _B:
@@ -237,7 +265,8 @@ class _Builder:
                                  f"({limit}): thinking counts toward the answer's tokens")
         return ChatRequest(tuple(self._messages), dict(self._params), self._tools,
                            self._tool_choice, dict(self._extra), dict(self._headers),
-                           self._format, self._parallel, self._reasoning, self._model)
+                           self._format, self._parallel, self._reasoning, self._model,
+                           self._cache_tools)
 
     def _check_tool_choice(self) -> None:
         choice = normalize_tool_choice(self._tool_choice)

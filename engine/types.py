@@ -21,7 +21,7 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"
 FINISH_REASONS: frozenset[str] = frozenset(
     {"stop", "length", "tool_calls", "content_filter", "other"}
 )
-Role = Literal["system", "user", "assistant", "tool"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 __all__ = [
     "FINISH_REASONS",
@@ -90,10 +90,24 @@ class Message:
     # The parts of a message that holds more than text (images, documents, audio);
     # empty for plain text. ``content`` is then the text parts joined.
     parts: tuple[Part, ...] = ()
+    # An assistant turn's reasoning text, as the provider returned it.
+    thinking: str | None = None
+    # An assistant turn as its provider returned it (content blocks, output items:
+    # opaque, signatures included), for the providers that need it back verbatim;
+    # sent only to the provider named by ``replay_provider``.
+    replay: tuple[Any, ...] = field(default=(), repr=False)
+    replay_provider: str | None = None
+    # A prompt-cache breakpoint after this message (chat.cache()).
+    cache: bool = False
 
     @classmethod
     def system(cls, content: str) -> Message:
         return cls("system", _text(content))
+
+    @classmethod
+    def developer(cls, content: str) -> Message:
+        """Instructions in the developer role where the provider has one (else system)."""
+        return cls("developer", _text(content))
 
     @classmethod
     def user(cls, content: str | Sequence[str | Part]) -> Message:
@@ -120,22 +134,35 @@ class Message:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Message) -> Message:
-        """Accept a ``Message`` or a plain dict (``role``, ``content``...)."""
+        """Accept a ``Message`` or a plain dict (``role``, ``content``...).
+
+        An assistant dict may carry ``thinking``, and ``replay`` (a list) with the
+        ``replay_provider`` it came from (required with it: replay is opaque to
+        every other provider).
+        """
         if isinstance(data, Message):
             return data
         role = data.get("role")
-        if role not in ("system", "user", "assistant", "tool"):
-            raise ValueError(f"message role must be system, user, assistant or tool, not {role!r}")
+        if role not in ("system", "user", "assistant", "tool", "developer"):
+            raise ValueError("message role must be system, developer, user, assistant or "
+                             f"tool, not {role!r}")
         calls = tuple(_tool_call(tc) for tc in data.get("tool_calls") or ())
         content = data.get("content") or ""
         if not isinstance(content, str) and role == "user":
             return cls.user(content)
+        thinking = data.get("thinking")
+        if thinking is not None and not isinstance(thinking, str):
+            raise TypeError(f"a message's thinking must be a str, not {type(thinking).__name__}")
+        replay, provider = _replay(data)
         return cls(
             role,
             _text(content),
             tool_calls=calls,
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
+            thinking=thinking,
+            replay=replay,
+            replay_provider=provider,
         )
 
     def to_context(self) -> dict[str, Any]:
@@ -143,14 +170,44 @@ class Message:
         return {
             "role": self.role,
             "content": self.content,
-            "tool_calls": [tc.to_context() for tc in self.tool_calls],
             "tool_call_id": self.tool_call_id,
             "name": self.name,
             # Empty for a plain text message (its text is ``content``): a history of
             # text turns costs templates nothing more than before parts existed.
-            "parts": [p.to_context() for p in self.parts],
+            "parts": self._part_contexts(),
             "has_media": any(p.type != "text" for p in self.parts),
+            "thinking": self.thinking,
+            # Emptied by the renderer for any provider but replay_provider.
+            "replay": list(self.replay),
+            # A cache breakpoint ends the message: its last part and its last tool
+            # call carry it too, for templates that mark the last block.
+            "cache": self.cache,
+            "tool_calls": self._call_contexts(),
         }
+
+    def _part_contexts(self) -> list[dict[str, Any]]:
+        parts = [p.to_context() for p in self.parts]
+        if self.cache and parts:
+            parts[-1]["cache"] = True
+        return parts
+
+    def _call_contexts(self) -> list[dict[str, Any]]:
+        calls = [tc.to_context() for tc in self.tool_calls]
+        for call in calls:
+            call["cache"] = False
+        if self.cache and calls:
+            calls[-1]["cache"] = True
+        return calls
+
+
+def _replay(data: Mapping[str, Any]) -> tuple[tuple[Any, ...], str | None]:
+    replay = data.get("replay") or ()
+    provider = data.get("replay_provider")
+    if isinstance(replay, (str, bytes, Mapping)) or not isinstance(replay, Sequence):
+        raise TypeError(f"a message's replay must be a list, not {type(replay).__name__}")
+    if replay and not (isinstance(provider, str) and provider):
+        raise ValueError("a message's replay needs the replay_provider it came from")
+    return tuple(replay), provider if replay else None
 
 
 def _parts(content: Any) -> tuple[Part, ...]:
@@ -204,11 +261,24 @@ class Tool:
     )
     # Strict schema adherence for the arguments, where the provider has it (None: unsaid).
     strict: bool | None = None
+    # A provider's own tool (web search, code execution), sent as given; None for a function.
+    native: Mapping[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Tool) -> Tool:
+        """A function tool (``name``, ``description``, ``parameters``, ``strict``; the
+        chat-completions form nesting the function under ``function`` too), or a provider's
+        own tool: a mapping whose ``type`` is not ``function``, or with none of a
+        function's keys (``{"type": "web_search_20250305", "name": "web_search"}``,
+        ``{"googleSearch": {}}``)."""
         if isinstance(data, Tool):
             return data
+        if data.get("type") == "function" and isinstance(data.get("function"), Mapping):
+            data = {**data["function"], **({"strict": data["strict"]} if "strict" in data
+                                          else {})}
+        elif data.get("type") not in (None, "function") or not (
+                data.keys() & {"name", "description", "parameters", "strict"}):
+            return cls.provider_tool(data)
         if "name" not in data:
             raise ValueError("a tool needs a 'name'")
         params = data.get("parameters") or {"type": "object", "properties": {}}
@@ -217,12 +287,22 @@ class Tool:
             raise ValueError(f"a tool's strict must be a bool, not {type(strict).__name__}")
         return cls(str(data["name"]), str(data.get("description") or ""), dict(params), strict)
 
+    @classmethod
+    def provider_tool(cls, data: Mapping[str, Any]) -> Tool:
+        """A provider's own tool entry, passed through unchanged."""
+        if not data:
+            raise ValueError("a tool needs a 'name' (or is a provider's own tool entry)")
+        name = data.get("name") or data.get("type") or next(iter(data))
+        return cls(str(name), native=dict(data))
+
     def to_context(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
             "parameters": dict(self.parameters),
             "strict": self.strict,
+            "native": dict(self.native) if self.native is not None else None,
+            "cache": False,
         }
 
 
@@ -257,13 +337,21 @@ class ChatResponse:
     # instance of the pydantic model given); None without one.
     parsed: Any = field(default=None, compare=False)
 
+    # The answer as its provider gave it, for the providers whose manifest keeps it
+    # (chat.response.replay; a stream's replay rules): thinking blocks with their
+    # signatures, server-tool blocks, output items. Empty where not kept.
+    replay: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+
     def to_message(self) -> Message:
         """This answer as the assistant turn of the next request (for tool loops).
 
-        Tool calls keep their provider-opaque parts, so a provider that needs
-        them back (signatures) gets them.
+        Tool calls keep their provider-opaque parts, the thinking text is kept,
+        and so is what the provider needs back verbatim (``replay``), which only
+        this provider is sent.
         """
-        return Message.assistant(self.content, tool_calls=self.tool_calls)
+        return Message("assistant", self.content, tool_calls=tuple(self.tool_calls),
+                       thinking=self.thinking, replay=self.replay,
+                       replay_provider=self.provider if self.replay else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +410,8 @@ class ChatRequest:
     reasoning: Mapping[str, Any] | None = None
     # A pydantic model class the answer is parsed into (with response_format).
     response_model: Any = field(default=None, compare=False)
+    # A prompt-cache breakpoint after the tool definitions.
+    cache_tools: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ wrote the failing key (:func:`owner`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..protocol.auth import SIGNING_SCHEME, SOURCED_SCHEMES, TOKEN_SCHEME
@@ -40,6 +41,7 @@ from .model import (
     HeaderFacts,
     Manifest,
     Matcher,
+    ReplayRule,
     ResponseSpec,
     RetryHint,
     SettingSpec,
@@ -259,8 +261,28 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         response_formats=frozenset(caps.get("response_format") or ()),
         reasoning_controls=frozenset(caps.get("reasoning") or ()),
         parallel_tool_calls=bool(caps.get("parallel_tool_calls", False)),
+        developer_role=bool(caps.get("developer_role", False)),
+        native_tools=bool(caps.get("native_tools", False)),
+        prompt_cache=caps.get("prompt_cache", "none"),
+        chat_params=frozenset(_params_named(chat)) if chat is not None else frozenset(),
         reasoning_excludes=frozenset(caps.get("reasoning_excludes") or ()),
     )
+
+
+_PARAM_NAME = re.compile(r"\bparams\.([A-Za-z_]\w*)")
+
+
+def _params_named(tree: Any) -> Iterator[str]:
+    """The ``params.<name>`` every template string of *tree* reads."""
+    if isinstance(tree, str):
+        yield from _PARAM_NAME.findall(tree)
+    elif isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from _params_named(key)
+            yield from _params_named(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _params_named(item)
 
 
 def _chat(c: _Compiler, chat: Mapping[str, Any]) -> tuple[ChatSpec, StreamSpec | None]:
@@ -408,6 +430,7 @@ def _response(c: _Compiler, spec: Mapping[str, Any]) -> ResponseSpec:
         finish_reason=c.path(spec.get("finish_reason"), (*key, "finish_reason")),
         usage=c.usage(spec.get("usage"), (*key, "usage")),
         error=c.path(spec.get("error"), (*key, "error")),
+        replay=c.path(spec.get("replay"), (*key, "replay")),
     )
 
 
@@ -424,7 +447,7 @@ def _matcher(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> Matcher:
 
 def _event_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> EventRule:
     actions = {"content", "thinking", "tool_call", "tool_call_end", "finish_reason",
-               "usage", "error", "end"}
+               "usage", "error", "end", "replay"}
     if not actions & set(spec):
         c.report.add(key, "an event rule needs at least one action "
                           f"({', '.join(sorted(actions))})")
@@ -445,6 +468,27 @@ def _event_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> EventRul
                if (p := c.path(expr, (*key, "error", name))) is not None}
         if error is not None else None,
         end=bool(spec.get("end", False)),
+        replay=_replay_rule(c, spec["replay"], (*key, "replay")) if "replay" in spec else None,
+    )
+
+
+def _replay_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> ReplayRule:
+    if not spec:
+        c.report.add(key, "a replay rule needs items, or start/append/append_json/push")
+
+    def fields(name: str) -> tuple[tuple[tuple[str, ...], Path], ...]:
+        return tuple((tuple(field.split(".")), p)
+                     for field, expr in (spec.get(name) or {}).items()
+                     if (p := c.path(expr, (*key, name, field))) is not None)
+
+    if "key" in spec and "items" not in spec and not set(spec) - {"key"}:
+        c.report.add(key, "a replay rule with only a key does nothing; add start, append, "
+                          "append_json or push")
+    return ReplayRule(
+        items=c.path(spec.get("items"), (*key, "items")),
+        key=c.path(spec.get("key"), (*key, "key")),
+        start=c.path(spec.get("start"), (*key, "start")),
+        append=fields("append"), append_json=fields("append_json"), push=fields("push"),
     )
 
 

@@ -103,6 +103,7 @@ class ResponseSpec:
     finish_reason: Path | None
     usage: Mapping[str, Path]
     error: Path | None
+    replay: Path | None = None  # the answer as the provider needs it back (a list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,26 @@ class ToolCallRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayRule:
+    """What a frame adds to the answer kept for replay.
+
+    ``items``: whole items (a list, or one object). Else a block under ``key``
+    (without one: ``start`` begins a block, the rest go to the last one):
+    ``start`` copies an object in, ``append`` adds text to fields,
+    ``append_json`` adds text parsed once when the answer ends, ``push`` adds
+    items to list fields. Field names are dotted (``a.b.text``); a block one
+    touches before any start begins empty.
+    """
+
+    items: Path | None = None
+    key: Path | None = None
+    start: Path | None = None
+    append: tuple[tuple[tuple[str, ...], Path], ...] = ()
+    append_json: tuple[tuple[tuple[str, ...], Path], ...] = ()
+    push: tuple[tuple[tuple[str, ...], Path], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class EventRule:
     """One stream rule: a matcher and the actions it takes on a matching frame."""
 
@@ -144,6 +165,7 @@ class EventRule:
     usage: Mapping[str, Path] = field(default_factory=dict)
     error: Mapping[str, Path] | None = None
     end: bool = False
+    replay: ReplayRule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +370,15 @@ class Manifest:
     response_formats: frozenset[str] = frozenset()
     # Whether the body can turn parallel tool calls off.
     parallel_tool_calls: bool = False
+    # Whether a developer message is sent in its own role (else as a system message).
+    developer_role: bool = False
+    # The chat params its templates read (params.<name>); any other given is refused.
+    chat_params: frozenset[str] = frozenset()
+    # Whether its templates pass a provider's own tool entries (Tool.native) through.
+    native_tools: bool = False
+    # Prompt caching: "marks" (the templates render cache marks), "automatic" (the
+    # provider caches by itself; marks are not needed) or "none" (marks are refused).
+    prompt_cache: str = "none"
     # Reasoning controls it can express, and params refused alongside reasoning.
     reasoning_controls: frozenset[str] = frozenset()
     reasoning_excludes: frozenset[str] = frozenset()

@@ -91,12 +91,34 @@ _MATCH = {  # a frame matcher (used by stream end / ignore / events)
     "when": _PATH,
 }
 
+# Fields of a replay block: a dotted field name -> a path to the value.
+_FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+_FIELDS = {"type": "dict", "empty": False,
+           "keysrules": {"type": "string", "regex": _FIELD_NAME}, "valuesrules": _PATH}
+
+# What a frame adds to the answer kept for replay (ChatResponse.replay): whole
+# items (`items`), or a block assembled under `key` from a `start` object and
+# text appended to its fields (`append`; `append_json`: parsed once at the end;
+# `push`: items added to a list field). Blocks are kept in order of first touch.
+_REPLAY = {
+    "type": "dict",
+    "schema": {
+        "items": {**_PATH, "excludes": ["key", "start", "append", "append_json", "push"]},
+        "key": _PATH,
+        "start": _PATH,
+        "append": _FIELDS,
+        "append_json": _FIELDS,
+        "push": _FIELDS,
+    },
+}
+
 _EVENT_RULE = {
     "type": "dict",
     "schema": {
         **_MATCH,
         "content": _PATH,
         "thinking": _PATH,
+        "replay": _REPLAY,
         "tool_call": _TOOL_CALL,
         "tool_call_end": {"type": "dict", "schema": {"key": {**_PATH, "required": True}}},
         "finish_reason": _PATH,
@@ -133,6 +155,8 @@ _RESPONSE = {
         "finish_reason": _PATH,
         "usage": _USAGE,
         "error": _PATH,
+        # the answer as the provider needs it back (a list, kept verbatim)
+        "replay": _PATH,
     },
 }
 
@@ -338,12 +362,20 @@ SCHEMA: dict[str, Any] = {
                           "type": "string", "allowed": ["url", "data"]}}},
             # whether chat.parallel_tool_calls(False) can be expressed
             "parallel_tool_calls": {"type": "boolean"},
+            # whether a developer message is the provider's own role (else it is sent
+            # as a system message)
+            "developer_role": {"type": "boolean"},
+            # whether the templates send a provider's own tool entries (Tool.native)
+            "native_tools": {"type": "boolean"},
+            # marks: the templates render cache marks; automatic: the provider caches
+            # by itself (marks are accepted and need nothing); none: marks are refused
+            "prompt_cache": {"type": "string", "allowed": ["marks", "automatic", "none"]},
             # the reasoning controls chat.reasoning(...) may use, and the params the
             # API refuses alongside reasoning
             "reasoning": {"type": "list", "schema": {
                 "type": "string", "allowed": ["effort", "budget_tokens", "adaptive", "summary"]}},
             "reasoning_excludes": {"type": "list", "schema": {
-                "type": "string", "allowed": ["temperature", "top_p", "stop", "seed"]}},
+                "type": "string", "allowed": ["temperature", "top_p", "top_k", "stop", "seed"]}},
             # the answer formats chat.response_format / chat.json can ask for
             "response_format": {"type": "list", "schema": {
                 "type": "string", "allowed": ["json_schema", "json_object"]}},

@@ -15,7 +15,11 @@ agree on every normalization:
 * the finish reason is mapped through the manifest's table (exact, then
   case-insensitive; unknown values are ``other``); a normal stop, or no reason,
   with tool calls is ``tool_calls``;
-* usage is the last value seen per field, with a computed total.
+* usage is the last value seen per field, with a computed total;
+* replay (what the provider needs back verbatim): whole items, and blocks
+  assembled by key from a start object, appended text, JSON text parsed once
+  when the answer ends, and pushed items, in order of first appearance; a start
+  object is copied, never changed (it is also on the raw list).
 
 Events come out in the order their parts arrive in a delta: thinking, content,
 tool-call starts and argument deltas, tool-call ends; the end of the answer
@@ -44,7 +48,7 @@ from ..events import (
 )
 from ..manifest.model import Manifest
 from ..types import ChatResponse, FinishReason, ToolCall, Usage
-from .rules import CallPart, Delta, map_body
+from .rules import CallPart, Delta, ReplayPart, map_body
 
 __all__ = [
     "Accumulator",
@@ -163,6 +167,62 @@ class _Call:
         self.result: ToolCall | None = None  # set when the call ends
 
 
+FieldPath = tuple[str, ...]
+
+
+class _Block:
+    """One replay block being assembled (see the module docstring)."""
+
+    __slots__ = ("base", "json", "pushed", "texts")
+
+    def __init__(self, base: Any) -> None:
+        self.base: Mapping[str, Any] = base if isinstance(base, Mapping) else {}
+        self.texts: dict[FieldPath, list[str]] = {}
+        self.json: dict[FieldPath, list[str]] = {}
+        self.pushed: dict[FieldPath, list[Any]] = {}
+
+    def build(self, provider: str) -> dict[str, Any]:
+        out = dict(self.base)
+        for name, pieces in self.texts.items():
+            before = _lookup(self.base, name)
+            _put(out, name, (before if isinstance(before, str) else "") + "".join(pieces))
+        for name, pieces in self.json.items():
+            text = "".join(pieces)
+            if text.strip():
+                _put(out, name, _json_value(text, provider))
+        for name, items in self.pushed.items():
+            before = _lookup(self.base, name)
+            _put(out, name, [*(before if isinstance(before, list) else ()), *items])
+        return out
+
+
+def _lookup(data: Mapping[str, Any], name: FieldPath) -> Any:
+    value: Any = data
+    for step in name:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(step)
+    return value
+
+
+def _put(out: dict[str, Any], name: FieldPath, value: Any) -> None:
+    """Set a dotted field, copying each mapping on the way (the base stays as it was)."""
+    node = out
+    for step in name[:-1]:
+        inner = node.get(step)
+        node[step] = dict(inner) if isinstance(inner, Mapping) else {}
+        node = node[step]
+    node[name[-1]] = value
+
+
+def _json_value(text: str, provider: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise EngineError("malformed_response", f"a replayed block's JSON is not valid "
+                          f"({exc}): {excerpt(text, 80)!r}", provider=provider) from None
+
+
 class Accumulator:
     """The state of one answer. ``emit=False`` builds the response without events."""
 
@@ -179,6 +239,9 @@ class Accumulator:
         self._usage: dict[str, Any] = {}
         self._finish: Any = None
         self._raw: list[Any] = []
+        self._replay: list[Any] = []  # items, and _Block entries built at the end
+        self._blocks: dict[str, _Block] = {}
+        self._last_block: _Block | None = None
         self.events: list[StreamEvent] = []
         self.done = False
 
@@ -205,6 +268,8 @@ class Accumulator:
         if delta.finish is not None:
             self._finish = delta.finish
         self._usage.update(delta.usage)
+        if delta.replay is not None:
+            self._keep(delta.replay)
         if delta.end:
             self.finish()
 
@@ -237,7 +302,7 @@ class Accumulator:
         response = self.response
         return ChatResponse(response.content, response.thinking, response.tool_calls,
                             response.finish_reason, response.usage, raw, response.model,
-                            response.provider)
+                            response.provider, replay=response.replay)
 
     @property
     def response(self) -> ChatResponse:
@@ -252,7 +317,31 @@ class Accumulator:
             raw=self._raw,
             model=self._model,
             provider=self._provider,
+            replay=tuple(item.build(self._provider) if isinstance(item, _Block) else item
+                         for item in self._replay),
         )
+
+    # -- replay
+
+    def _keep(self, part: ReplayPart) -> None:
+        if part.items is not None:
+            self._replay.extend(part.items)
+            return
+        block = None
+        if part.start is None:
+            block = self._blocks.get(part.key) if part.key is not None else self._last_block
+        if block is None:
+            block = _Block(part.start)
+            if part.key is not None:
+                self._blocks[part.key] = block
+            self._replay.append(block)
+            self._last_block = block
+        for name, text in part.append:
+            block.texts.setdefault(name, []).append(text)
+        for name, text in part.append_json:
+            block.json.setdefault(name, []).append(text)
+        for name, item in part.push:
+            block.pushed.setdefault(name, []).append(item)
 
     # -- tool calls
 

@@ -45,7 +45,7 @@ __all__ = [
     "prepare_list_models",
 ]
 
-PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed")
+PARAMS = ("temperature", "max_tokens", "top_p", "top_k", "stop", "seed")
 USER_AGENT = "engine/0.1 (+python)"
 
 
@@ -93,11 +93,21 @@ def build_context(request: ChatRequest, model: str, manifest: Manifest,
     """The plain-data context every template of the manifest sees."""
     messages = [m.to_context() for m in request.messages]
     names = {tc.id: tc.name for m in request.messages for tc in m.tool_calls}
-    for msg in messages:
+    own = manifest.developer_role
+    for message, msg in zip(request.messages, messages, strict=True):
         if msg["role"] == "tool" and not msg["name"]:
             msg["name"] = names.get(msg["tool_call_id"] or "")
-    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        elif msg["role"] == "developer" and not own:
+            msg["role"] = "system"
+        if msg["replay"] and message.replay_provider != manifest.id:
+            msg["replay"] = []  # opaque to every other provider
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     tools = [t.to_context() for t in request.tools] if request.tools else None
+    if tools and request.cache_tools:
+        tools[-1]["cache"] = True
+    cache = {"system": any(m.cache for m in request.messages if m.role == "system"
+                           or (m.role == "developer" and not own)),
+             "tools": bool(tools and request.cache_tools)}
     return {
         "model": model,
         "messages": messages,
@@ -111,6 +121,7 @@ def build_context(request: ChatRequest, model: str, manifest: Manifest,
         "response_format": request.response_format,
         "reasoning": request.reasoning,
         "parallel_tool_calls": request.parallel_tool_calls,
+        "cache": cache,
     }
 
 
@@ -150,6 +161,8 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
                           retryable=False)
     _check_parts(manifest, request)
     _check_reasoning(manifest, request)
+    _check_params(manifest, request)
+    _check_cache(manifest, request)
     if request.parallel_tool_calls is False and not manifest.parallel_tool_calls:
         raise EngineError("invalid_request", f"{manifest.id} cannot turn parallel tool calls "
                           f"off", provider=manifest.id, retryable=False)
@@ -162,6 +175,31 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
     if stream and not manifest.stream:
         raise EngineError("invalid_request", f"{manifest.id} does not support streaming",
                           provider=manifest.id, retryable=False)
+
+
+def _check_params(manifest: Manifest, request: ChatRequest) -> None:
+    for name, value in request.params.items():
+        if value is not None and name not in manifest.chat_params:
+            raise EngineError("invalid_request", f"{manifest.id} does not take {name} (its "
+                              f"manifest sends no such parameter); drop .{name}()",
+                              provider=manifest.id, retryable=False)
+    if request.tools and not manifest.native_tools:
+        for tool in request.tools:
+            if tool.native is not None:
+                raise EngineError("invalid_request", f"{manifest.id} takes no provider tool "
+                                  f"entries such as {tool.name!r}; give functions only",
+                                  provider=manifest.id, retryable=False)
+
+
+def _check_cache(manifest: Manifest, request: ChatRequest) -> None:
+    if manifest.prompt_cache != "none":
+        return  # "marks": the templates render them; "automatic": the provider caches
+    marked = request.cache_tools or any(
+        m.cache or any(p.cache for p in m.parts) for m in request.messages)
+    if marked:
+        raise EngineError("invalid_request", f"{manifest.id} has no prompt caching to mark; "
+                          "drop .cache() and cache=True", provider=manifest.id,
+                          retryable=False)
 
 
 def _check_reasoning(manifest: Manifest, request: ChatRequest) -> None:

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EngineError, excerpt
-from ..manifest.model import EventRule, Manifest, Matcher, StreamSpec, ToolCallRule
+from ..manifest.model import EventRule, Manifest, Matcher, ReplayRule, StreamSpec, ToolCallRule
 from ..manifest.paths import Path, PathError, current_frame
 from .classify import build_error, classify
 from .framing import Frame
 
-__all__ = ["CallPart", "Delta", "FrameRules", "map_body"]
+__all__ = ["CallPart", "Delta", "FrameRules", "ReplayPart", "map_body"]
 
 _UNSET: Any = object()
 
@@ -50,6 +50,18 @@ class CallPart:
 
 
 @dataclass(slots=True)
+class ReplayPart:
+    """What one frame adds to the answer kept for replay (see ``ReplayRule``)."""
+
+    key: str | None = None
+    start: Any = None
+    append: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
+    append_json: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
+    push: list[tuple[tuple[str, ...], Any]] = field(default_factory=list)
+    items: list[Any] | None = None
+
+
+@dataclass(slots=True)
 class Delta:
     """What one frame (or a whole answer) adds, in the order the accumulator applies it."""
 
@@ -62,6 +74,7 @@ class Delta:
     error: EngineError | None = None
     end: bool = False
     raw: Any = _UNSET  # the decoded data, kept on the response's raw list
+    replay: ReplayPart | None = None
 
 
 def _search(path: Path | None, data: Any, provider: str, what: str) -> Any:
@@ -100,6 +113,10 @@ def map_body(manifest: Manifest, data: Any) -> Delta:
         end=True,
         raw=data,
     )
+    if spec.replay is not None:
+        kept = _search(spec.replay, data, pid, "the replayed answer")
+        if kept is not None:
+            delta.replay = ReplayPart(items=kept if isinstance(kept, list) else [kept])
     if not delta.content and not delta.calls and delta.finish is None and not delta.thinking:
         raise EngineError("malformed_response",
                           "the response has no content, tool calls or finish reason "
@@ -134,6 +151,10 @@ def _stream_paths(spec: StreamSpec) -> Iterator[Path]:
         if call is not None:
             exprs += [call.key, call.id, call.name, call.arguments, call.each,
                            *call.extra.values()]
+        replay = rule.replay
+        if replay is not None:
+            exprs += [replay.items, replay.key, replay.start,
+                      *(p for _, p in (*replay.append, *replay.append_json, *replay.push))]
         yield from (path for path in exprs if path is not None)
 
 
@@ -233,7 +254,31 @@ class FrameRules:
             if value is not None:
                 delta.usage[name] = value
         delta.end = rule.end
+        if rule.replay is not None:
+            delta.replay = self._replay(rule.replay, data)
         return delta
+
+    def _replay(self, rule: ReplayRule, data: Any) -> ReplayPart | None:
+        if rule.items is not None:
+            found = self._get(rule.items, data)
+            if found is None:
+                return None
+            return ReplayPart(items=found if isinstance(found, list) else [found])
+        key = self._get(rule.key, data)
+        part = ReplayPart(key=str(key) if key is not None else None,
+                          start=self._get(rule.start, data))
+        for name, path in rule.append:
+            if isinstance(text := self._get(path, data), str):
+                part.append.append((name, text))
+        for name, path in rule.append_json:
+            if isinstance(text := self._get(path, data), str):
+                part.append_json.append((name, text))
+        for name, path in rule.push:
+            if (item := self._get(path, data)) is not None:
+                part.push.append((name, item))
+        if part.start is None and not (part.append or part.append_json or part.push):
+            return None
+        return part
 
     def _error(self, spec: Mapping[str, Path], data: Any) -> EngineError:
         def text(name: str) -> str | None:
