@@ -67,8 +67,15 @@ OPERATION_SCENARIOS = {
 _MESSAGE = {
     "type": "dict",
     "schema": {
-        "role": {"type": "string", "allowed": ["system", "user", "assistant", "tool"],
+        "role": {"type": "string",
+                 "allowed": ["system", "developer", "user", "assistant", "tool"],
                  "required": True},
+        # an assistant turn's thinking, and its replay (the provider's own blocks or
+        # items, as an earlier answer of the fixture's provider kept them)
+        "thinking": {"type": "string"},
+        "replay": {"type": "list", "minlength": 1},
+        # chat.cache() after this message
+        "cache": {"type": "boolean"},
         # text, or (a user turn) a list of parts: text, or {type: image | document |
         # audio, url | data_base64, media_type, name, cache}
         "content": {"type": ["string", "list"], "nullable": True, "schema": {
@@ -108,12 +115,18 @@ SCHEMA: dict[str, Any] = {
         "batch_size": {"type": "integer", "min": 1},
         "params": {"type": "dict", "schema": {
             "temperature": {"type": "number"}, "max_tokens": {"type": "integer"},
-            "top_p": {"type": "number"}, "stop": {"type": "list", "schema": {"type": "string"}},
+            "top_p": {"type": "number"}, "top_k": {"type": "integer"},
+            "stop": {"type": "list", "schema": {"type": "string"}},
             "seed": {"type": "integer"}}},
-        "tools": {"type": "list", "schema": {"type": "dict", "schema": {
-            "name": {"type": "string", "required": True},
-            "description": {"type": "string"},
-            "parameters": {"type": "dict"}}}},
+        # functions ({name, description, parameters, strict}), or a provider's own
+        # tool entries as given (checked by the builder: Tool.from_dict)
+        "tools": {"type": "list", "schema": {"type": "dict", "empty": False}},
+        # tools(..., cache=True)
+        "cache_tools": {"type": "boolean"},
+        # chat.reasoning(effort=, budget_tokens=, summary=, adaptive=)
+        "reasoning": {"type": "dict", "empty": False, "schema": {
+            "effort": {"type": "string"}, "budget_tokens": {"type": "integer", "min": 0},
+            "summary": {"type": "string"}, "adaptive": {"type": "boolean"}}},
         "tool_choice": {"type": ["string", "dict"]},
         "stream": {"type": "boolean"},
         "max_retries": {"type": "integer", "min": 0, "max": 5},
@@ -162,6 +175,8 @@ SCHEMA: dict[str, Any] = {
         "events": {"type": "list", "schema": {"type": "string"}},
         "attempts": {"type": "integer", "min": 1},
         "parsed": {"nullable": True},  # response.parsed (a requested format's answer)
+        # response.replay: what the next request sends back, compared exactly
+        "replay": {"type": "list"},
         # embed: the vectors (compared to 1e-6), their count and length, the model
         "vectors": {"type": "list", "schema": {"type": "list", "schema": {"type": "number"}}},
         "count": {"type": "integer", "min": 0},

@@ -193,7 +193,12 @@ def _build(client: AiClient, request: dict[str, Any]) -> Any:
         if isinstance(content, list):
             chat.user([_part(item) for item in content])
         else:
-            chat.message(Message.from_dict(raw))
+            # a fixture's replay was kept from an answer of its own provider
+            extra = {"replay_provider": client.provider} if raw.get("replay") else {}
+            chat.message(Message.from_dict({k: v for k, v in {**raw, **extra}.items()
+                                            if k != "cache"}))
+        if raw.get("cache"):
+            chat.cache()
     fmt = request.get("response_format")
     if fmt is not None:
         if fmt.get("json"):
@@ -204,11 +209,13 @@ def _build(client: AiClient, request: dict[str, Any]) -> Any:
     params = request.get("params") or {}
     setters: dict[str, Callable[[Any], Any]] = {
         "temperature": chat.temperature, "max_tokens": chat.max_tokens,
-        "top_p": chat.top_p, "stop": chat.stop, "seed": chat.seed}
+        "top_p": chat.top_p, "top_k": chat.top_k, "stop": chat.stop, "seed": chat.seed}
     for name, value in params.items():
         setters[name](value)
     if request.get("tools"):
-        chat.tools(request["tools"])
+        chat.tools(request["tools"], cache=request.get("cache_tools", False))
+    if request.get("reasoning"):
+        chat.reasoning(**request["reasoning"])
     if request.get("tool_choice") is not None:
         chat.tool_choice(request["tool_choice"])
     return chat
@@ -302,7 +309,8 @@ def rle(types: list[str]) -> list[str]:
 
 def _compare(expect: dict[str, Any], got: dict[str, Any]) -> list[str]:
     problems = []
-    for key in ("content", "thinking", "finish_reason", "events", "attempts", "parsed"):
+    for key in ("content", "thinking", "finish_reason", "events", "attempts", "parsed",
+                "replay"):
         if key in expect and expect[key] != got.get(key):
             problems.append(f"{key}: got {got.get(key)!r}, expected {expect[key]!r}")
     if "tool_calls" in expect:
@@ -424,6 +432,7 @@ def summarize(response: Any) -> dict[str, Any]:
         "finish_reason": response.finish_reason,
         "tool_calls": [c.to_dict() for c in response.tool_calls],
         "parsed": response.parsed,
+        "replay": list(response.replay),
         "usage": {"prompt_tokens": usage.prompt_tokens,
                   "completion_tokens": usage.completion_tokens,
                   "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
