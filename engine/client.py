@@ -161,7 +161,7 @@ class _Builder:
     def tools(self: _B, tools: Sequence[Tool | Mapping[str, Any]], *,
               cache: bool = False) -> _B:
         """The tools the model may call: functions, and a provider's own tool entries
-        passed through as given (``{"type": "web_search_20250305", ...}``).
+        passed through as given (``{"type": "search_v2", ...}``).
         ``cache=True`` marks a prompt-cache breakpoint after them."""
         if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
             raise inputs.invalid(f"tools must be a list of tools, got {type(tools).__name__}")

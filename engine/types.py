@@ -268,9 +268,8 @@ class Tool:
     def from_dict(cls, data: Mapping[str, Any] | Tool) -> Tool:
         """A function tool (``name``, ``description``, ``parameters``, ``strict``; the
         chat-completions form nesting the function under ``function`` too), or a provider's
-        own tool: a mapping whose ``type`` is not ``function``, or with none of a
-        function's keys (``{"type": "web_search_20250305", "name": "web_search"}``,
-        ``{"googleSearch": {}}``)."""
+        own tool: a mapping whose ``type`` is not ``function`` (``{"type": "search_v2",
+        "name": "search"}``), or with none of a function's keys (``{"search": {}}``)."""
         if isinstance(data, Tool):
             return data
         if data.get("type") == "function" and isinstance(data.get("function"), Mapping):

@@ -481,7 +481,7 @@ def _replay_rule(c: _Compiler, spec: Mapping[str, Any], key: KeyPath) -> ReplayR
                      for field, expr in (spec.get(name) or {}).items()
                      if (p := c.path(expr, (*key, name, field))) is not None)
 
-    if "key" in spec and "items" not in spec and not set(spec) - {"key"}:
+    if set(spec) == {"key"}:
         c.report.add(key, "a replay rule with only a key does nothing; add start, append, "
                           "append_json or push")
     return ReplayRule(

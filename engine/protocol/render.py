@@ -162,6 +162,7 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
     _check_parts(manifest, request)
     _check_reasoning(manifest, request)
     _check_params(manifest, request)
+    _check_native_tools(manifest, request)
     _check_cache(manifest, request)
     if request.parallel_tool_calls is False and not manifest.parallel_tool_calls:
         raise EngineError("invalid_request", f"{manifest.id} cannot turn parallel tool calls "
@@ -183,12 +184,16 @@ def _check_params(manifest: Manifest, request: ChatRequest) -> None:
             raise EngineError("invalid_request", f"{manifest.id} does not take {name} (its "
                               f"manifest sends no such parameter); drop .{name}()",
                               provider=manifest.id, retryable=False)
-    if request.tools and not manifest.native_tools:
-        for tool in request.tools:
-            if tool.native is not None:
-                raise EngineError("invalid_request", f"{manifest.id} takes no provider tool "
-                                  f"entries such as {tool.name!r}; give functions only",
-                                  provider=manifest.id, retryable=False)
+
+
+def _check_native_tools(manifest: Manifest, request: ChatRequest) -> None:
+    if manifest.native_tools:
+        return
+    for tool in request.tools or ():
+        if tool.native is not None:
+            raise EngineError("invalid_request", f"{manifest.id} takes no provider tool "
+                              f"entries such as {tool.name!r}; give functions only",
+                              provider=manifest.id, retryable=False)
 
 
 def _check_cache(manifest: Manifest, request: ChatRequest) -> None:

@@ -174,10 +174,19 @@ class FrameRules:
         # A rule whose usage paths all start at one key (usage.prompt_tokens, ...) skips
         # them all at once on the many frames without that key (each would be null).
         self._usage_root: dict[int, str] = {}
+        # A replay append that reads the rule's own content or thinking path takes the
+        # value already read for the delta (text deltas would otherwise be read twice).
+        self._append: dict[int, tuple[tuple[tuple[str, ...], Path, str | None], ...]] = {}
         for rule in spec.events:
             roots = {path.root for path in rule.usage.values()}
             if len(roots) == 1 and (root := roots.pop()) is not None:
                 self._usage_root[id(rule)] = root
+            if rule.replay is not None:
+                read = {p.source: name for name, p in (("thinking", rule.thinking),
+                                                       ("content", rule.content))
+                        if p is not None}
+                self._append[id(rule)] = tuple((field, path, read.get(path.source))
+                                               for field, path in rule.replay.append)
 
     def map(self, frame: Frame, at_eof: bool) -> Delta | None:
         """The delta for *frame*, or None when it is ignored or matches no rule."""
@@ -255,10 +264,12 @@ class FrameRules:
                 delta.usage[name] = value
         delta.end = rule.end
         if rule.replay is not None:
-            delta.replay = self._replay(rule.replay, data)
+            delta.replay = self._replay(rule.replay, data, delta, self._append[id(rule)])
         return delta
 
-    def _replay(self, rule: ReplayRule, data: Any) -> ReplayPart | None:
+    def _replay(self, rule: ReplayRule, data: Any, delta: Delta,
+                append: tuple[tuple[tuple[str, ...], Path, str | None], ...]
+                ) -> ReplayPart | None:
         if rule.items is not None:
             found = self._get(rule.items, data)
             if found is None:
@@ -267,8 +278,9 @@ class FrameRules:
         key = self._get(rule.key, data)
         part = ReplayPart(key=str(key) if key is not None else None,
                           start=self._get(rule.start, data))
-        for name, path in rule.append:
-            if isinstance(text := self._get(path, data), str):
+        for name, path, read in append:
+            text = getattr(delta, read) if read is not None else self._get(path, data)
+            if isinstance(text, str):
                 part.append.append((name, text))
         for name, path in rule.append_json:
             if isinstance(text := self._get(path, data), str):
