@@ -3,8 +3,9 @@
 ``Part.text``, ``Part.image``, ``Part.document`` and ``Part.audio`` build the
 parts of a user message (``chat.user(["What is this?", Part.image(url=...)])``).
 A part is checked when it is built: one source (``url`` or ``data``), an
-http(s) URL or a ``data:`` URL, a media type of its kind when bytes are
-given, and at most :data:`MAX_PART_BYTES`. Bytes are base64-encoded once, on
+http(s) URL or a ``data:`` URL (decoded then: a ``data:`` URL is bytes, and
+sent as bytes everywhere), a media type of its kind when bytes are given, and
+at most :data:`MAX_PART_BYTES`. Bytes are base64-encoded once, on
 first use, and never shown: ``repr`` gives the size and media type only.
 
 Templates see each part as :meth:`Part.to_context`: ``{type, text, url, data_b64,
@@ -85,9 +86,10 @@ class Part:
             raise _invalid(f"a {kind} part needs exactly one of url= or data=")
         if url is not None:
             _check_url(kind, url)
-            if url.startswith("data:"):
-                media_type = media_type or url[5:].split(";", 1)[0].split(",", 1)[0] or None
-        else:
+            if url.startswith("data:"):  # bytes already: a data part everywhere
+                media_type, data = _from_data_url(kind, url, media_type)
+                url = None
+        if data is not None:
             data = _check_data(kind, data, media_type)
         if name is not None and not isinstance(name, str):
             raise _invalid(f"a {kind} part's name must be a str")
@@ -144,6 +146,16 @@ def _check_url(kind: str, url: Any) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https", "gs") or not parts.netloc:
         raise _invalid(f"a {kind} part's url must be an absolute http(s) URL or a data: URL")
+
+
+def _from_data_url(kind: str, url: str, media_type: str | None) -> tuple[str | None, bytes]:
+    head, _, payload = url[5:].partition(",")
+    declared = head.split(";", 1)[0].strip().lower() or None
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except ValueError:
+        raise _invalid(f"a {kind} part's data: URL does not hold valid base64") from None
+    return media_type or declared, data
 
 
 def _check_data(kind: str, data: Any, media_type: str | None) -> bytes:

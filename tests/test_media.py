@@ -106,12 +106,12 @@ def test_ollama_images() -> None:
 
 
 @pytest.mark.parametrize("provider, part, why", [
-    ("ollama", Part.image(url="https://example.test/a.png"),
-     "ollama cannot send a image part given as url: it takes image parts as data only"),
+    ("ollama", Part.document(data=b"%PDF-1.4", media_type="application/pdf"),
+     "ollama cannot send a document part given as data: it takes no document parts"),
     ("anthropic", Part.audio(data=b"RIFF", media_type="audio/wav"),
-     "anthropic cannot send a audio part given as data: it takes no audio parts"),
+     "anthropic cannot send an audio part given as data: it takes no audio parts"),
     ("deepseek", Part.image(data=PNG, media_type="image/png"),
-     "deepseek cannot send a image part given as data: it takes no image parts"),
+     "deepseek cannot send an image part given as data: it takes no image parts"),
 ])
 def test_a_part_the_provider_cannot_take_is_refused_before_sending(
         provider: str, part: Part, why: str) -> None:

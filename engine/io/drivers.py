@@ -18,7 +18,7 @@ from typing import Any
 from ..clock import Clock
 from ..errors import EngineError
 from ..events import StreamEvent
-from ..protocol.plan import Drain, Emit, Open, Plan, Read, ReadAll, Send, Sleep
+from ..protocol.plan import Drain, Emit, Fetch, Open, Plan, RawResponse, Read, ReadAll, Send, Sleep
 from .transport import SyncOpened, SyncTransport
 from .wire import AsyncResponse, AsyncWire
 
@@ -40,12 +40,40 @@ async def call_async(plan: Plan, transport: AsyncWire, clock: Clock) -> Any:
                                                step.timeouts)
             except EngineError as error:
                 outcome = error
+        elif isinstance(step, Fetch):
+            outcome = await fetch_async(transport, step)
         else:  # pragma: no cover  # a plain plan yields nothing else
             raise AssertionError(f"unexpected step {step!r}")
         try:
             step = plan.send(outcome)
         except StopIteration as done:
             return done.value
+
+
+async def fetch_async(transport: AsyncWire, step: Fetch) -> RawResponse | EngineError:
+    """Perform a Fetch step: the head and up to ``step.limit`` bytes of the body."""
+    try:
+        opened = await transport.open(step.prepared, None, step.timeouts)
+        try:
+            body = await opened.read_all(step.limit)
+        finally:
+            await opened.aclose()
+    except EngineError as error:
+        return error
+    return RawResponse(opened.head.status, opened.head.headers, body)
+
+
+def fetch_sync(transport: SyncTransport, step: Fetch) -> RawResponse | EngineError:
+    """Perform a Fetch step: the head and up to ``step.limit`` bytes of the body."""
+    try:
+        opened = transport.open(step.prepared, None, step.timeouts)
+        try:
+            body = opened.read_all(step.limit)
+        finally:
+            opened.close()
+    except EngineError as error:
+        return error
+    return RawResponse(opened.head.status, opened.head.headers, body)
 
 
 def call_sync(plan: Plan, transport: SyncTransport, clock: Clock) -> Any:
@@ -61,6 +89,8 @@ def call_sync(plan: Plan, transport: SyncTransport, clock: Clock) -> Any:
                                                step.timeouts)
             except EngineError as error:
                 outcome = error
+        elif isinstance(step, Fetch):
+            outcome = fetch_sync(transport, step)
         else:  # pragma: no cover  # a plain plan yields nothing else
             raise AssertionError(f"unexpected step {step!r}")
         try:
@@ -101,6 +131,8 @@ async def stream_async(plan: Plan, transport: AsyncWire, clock: Clock,
                     await closing.aclose()
                 if isinstance(step, Sleep):
                     await clock.asleep(step.seconds)
+                elif isinstance(step, Fetch):
+                    outcome = await fetch_async(transport, step)
                 elif isinstance(step, Open):
                     try:
                         opened = await transport.open(step.prepared, step.target.provider,
@@ -150,6 +182,8 @@ def stream_sync(plan: Plan, transport: SyncTransport, clock: Clock,
                     closing.close()
                 if isinstance(step, Sleep):
                     clock.sleep(step.seconds)
+                elif isinstance(step, Fetch):
+                    outcome = fetch_sync(transport, step)
                 elif isinstance(step, Open):
                     try:
                         opened = transport.open(step.prepared, step.target.provider,

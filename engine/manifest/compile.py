@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ..parts import MEDIA_TYPES
 from ..protocol.auth import SIGNING_SCHEME, SOURCED_SCHEMES, TOKEN_SCHEME
 from ..retry import RetryPolicy
 from .locate import KeyPath, Origins, RawDoc, format_path, named_path, reach
@@ -41,6 +42,7 @@ from .model import (
     HeaderFacts,
     Manifest,
     Matcher,
+    PartLimit,
     ReplayRule,
     ResponseSpec,
     RetryHint,
@@ -257,7 +259,8 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         stream=caps.get("stream", stream is not None) and stream is not None,
         tool_choice_modes=frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
         stream_errors=_stream_errors(caps, stream, report),
-        part_sources={k: frozenset(v) for k, v in (caps.get("parts") or {}).items()},
+        part_sources=_part_sources(caps, report),
+        part_limits=_part_limits(caps, report),
         response_formats=frozenset(caps.get("response_format") or ()),
         reasoning_controls=frozenset(caps.get("reasoning") or ()),
         parallel_tool_calls=bool(caps.get("parallel_tool_calls", False)),
@@ -337,6 +340,32 @@ def _base_url_template(c: _Compiler, data: Mapping[str, Any]) -> Node | None:
     if "{{" not in url:
         return None
     return c.tree(url.rstrip("/"), ("base_url",))
+
+
+def _part_sources(caps: Mapping[str, Any], report: Problems) -> dict[str, frozenset[str]]:
+    sources = {k: frozenset(v) for k, v in (caps.get("parts") or {}).items()}
+    for kind, taken in sources.items():
+        if "fetch" in taken and ("url" in taken or "data" not in taken):
+            report.add(("capabilities", "parts", kind), "fetch sends a downloaded URL as "
+                       "data: it needs data and excludes url")
+    return sources
+
+
+def _part_limits(caps: Mapping[str, Any], report: Problems) -> dict[str, PartLimit]:
+    limits = {}
+    for kind, spec in (caps.get("part_limits") or {}).items():
+        types = spec.get("media_types")
+        unknown = sorted(set(types or ()) - MEDIA_TYPES[kind])
+        if unknown:
+            report.add(("capabilities", "part_limits", kind, "media_types"),
+                       f"not {kind} media types the engine knows: {', '.join(unknown)} "
+                       f"(known: {', '.join(sorted(MEDIA_TYPES[kind]))})")
+        if kind not in (caps.get("parts") or {}):
+            report.add(("capabilities", "part_limits", kind),
+                       f"limits for {kind} parts, which capabilities.parts does not take")
+        limits[kind] = PartLimit(spec.get("max_bytes"),
+                                 frozenset(types) if types is not None else None)
+    return limits
 
 
 def _stream_errors(caps: Mapping[str, Any], stream: StreamSpec | None,

@@ -340,6 +340,14 @@ class HeaderFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class PartLimit:
+    """What a provider takes of one part kind: bytes at most, and which media types."""
+
+    max_bytes: int | None = None
+    media_types: frozenset[str] | None = None  # None: every type of the kind
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """A fully compiled manifest: everything the interpreter needs, nothing raw."""
 
@@ -364,8 +372,10 @@ class Manifest:
     # Declared client settings, and the base URL as a template over them (when it
     # reads settings; else None and base_url is the address).
     settings: Mapping[str, SettingSpec] = field(default_factory=dict)
-    # Message parts the manifest renders: kind -> the sources it takes (url, data).
+    # Message parts the manifest renders: kind -> the sources it takes (url, data,
+    # fetch: a URL part is downloaded and sent as data), and each kind's limits.
     part_sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    part_limits: Mapping[str, PartLimit] = field(default_factory=dict)
     # Answer formats it can ask for (json_schema, json_object).
     response_formats: frozenset[str] = frozenset()
     # Whether the body can turn parallel tool calls off.

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import KINDS
+from ..parts import MEDIA_TYPES
 from ..protocol.auth import AUTH_SCHEMES as _AUTH_REGISTRY
 from ..protocol.framing import FRAMERS
 from ..types import FINISH_REASONS
@@ -45,6 +46,7 @@ __all__ = ["AUTH_SCHEMES", "CHUNK", "FRAMINGS", "NAMED_LISTS", "NAME_PATTERN", "
 
 AUTH_SCHEMES = tuple(_AUTH_REGISTRY)
 FRAMINGS = tuple(FRAMERS)
+PART_KINDS = tuple(MEDIA_TYPES)
 
 # The lists whose items may be named, so that a child changes one by name (see
 # :func:`~engine.manifest.merge.patch_list`): every list of mappings in SCHEMA.
@@ -355,11 +357,21 @@ SCHEMA: dict[str, Any] = {
             "tools": {"type": "boolean"},
             "stream": {"type": "boolean"},
             "stream_errors": {"type": "boolean"},
-            # message parts the templates render, by kind, with the sources each takes
+            # message parts the templates render, by kind, with the sources each takes;
+            # fetch: a URL part is downloaded by the engine and sent as data
             "parts": {"type": "dict",
-                      "keysrules": {"type": "string", "allowed": ["image", "document", "audio"]},
+                      "keysrules": {"type": "string", "allowed": list(PART_KINDS)},
                       "valuesrules": {"type": "list", "empty": False, "schema": {
-                          "type": "string", "allowed": ["url", "data"]}}},
+                          "type": "string", "allowed": ["url", "data", "fetch"]}}},
+            # per kind: the largest part the provider takes (bytes before base64) and
+            # the media types it takes as bytes
+            "part_limits": {"type": "dict",
+                            "keysrules": {"type": "string", "allowed": list(PART_KINDS)},
+                            "valuesrules": {"type": "dict", "schema": {
+                                "max_bytes": {"type": "integer", "min": 1},
+                                "media_types": {"type": "list", "empty": False, "schema": {
+                                    "type": "string",
+                                    "regex": r"^[a-z]+/[a-z0-9.+-]+$"}}}}},
             # whether chat.parallel_tool_calls(False) can be expressed
             "parallel_tool_calls": {"type": "boolean"},
             # whether a developer message is the provider's own role (else it is sent

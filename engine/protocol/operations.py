@@ -30,9 +30,23 @@ from ..limits import Timeouts
 from ..manifest.model import EmbedSpec
 from ..retry import RetryPolicy
 from ..types import ChatRequest, EmbedRequest, EmbedResponse, EmbedUsage, ModelInfo, Stats
+from . import media
 from .extract import embed_answer, model_page, token_count
 from .metadata import rate_limit, request_id
-from .plan import Call, Chain, Finish, Outcome, Plan, RawResponse, Send, Step, Target, walk
+from .plan import (
+    Call,
+    Chain,
+    Fetched,
+    Finish,
+    Outcome,
+    Plan,
+    RawResponse,
+    Send,
+    Step,
+    Target,
+    downloading,
+    walk,
+)
 from .render import PreparedRequest, check_embed, lacks_operation
 
 __all__ = ["MAX_REQUESTS", "count_tokens_plan", "embed_plan", "list_models_plan"]
@@ -258,12 +272,18 @@ def _model_page(target: Target, raw: RawResponse) -> tuple[list[ModelInfo], str 
 # ---------------------------------------------------------------- count_tokens
 
 def count_tokens_plan(chain: Chain, request: ChatRequest, policy_for: Policy,
-                      timeouts: Timeouts | None = None) -> Plan:
-    """The plan counting *request*'s prompt tokens with the primary's counter."""
+                      timeouts: Timeouts | None = None, fetched: Fetched | None = None) -> Plan:
+    """The plan counting *request*'s prompt tokens with the primary's counter
+    (URL parts it takes only as bytes downloaded first, as for a chat call)."""
     target = chain.primary
     if target.manifest.count_tokens is None:
         raise lacks_operation(target.manifest, "count_tokens")
-    prepared = target.prepare_count_tokens(request)
+    if fetched is None:
+        first = downloading(chain.only(target), request, False, timeouts, lambda got: (
+            count_tokens_plan(chain, request, policy_for, timeouts, got)))
+        if first is not None:
+            return first
+    prepared = target.prepare_count_tokens(media.inline(request, fetched or {}, target.manifest))
     return _count(chain.only(target), prepared, policy_for, timeouts)
 
 

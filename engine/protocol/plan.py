@@ -18,6 +18,8 @@ step                   the driver                                    resumes the
 :class:`Drain`         reads what is left, bounded in bytes and      None (never an error)
                        time, so the connection can be reused
 :class:`Sleep`         waits on the clock                            None
+:class:`Fetch`         downloads a media URL (no credentials), the   :class:`RawResponse` or an
+                       body up to a limit                            :class:`EngineError`
 =====================  ============================================  ==========================
 
 The response an :class:`Open` step opened lives until the next ``Open``,
@@ -49,8 +51,10 @@ from ..events import StreamEvent
 from ..hooks import CallInfo, HookSet
 from ..limits import Timeouts
 from ..manifest.model import ErrorSpec, Manifest
+from ..parts import Part
 from ..retry import RetryPolicy
 from ..types import ChatRequest, ChatResponse, EmbedRequest, Stats, Usage
+from . import media
 from .accumulate import map_whole
 from .auth import Credential
 from .classify import carries_error, classify
@@ -58,6 +62,7 @@ from .decode import END, NEED_DATA, StreamDecoder
 from .metadata import public_headers, rate_limit, request_id
 from .render import (
     PreparedRequest,
+    check_capabilities,
     prepare,
     prepare_count_tokens,
     prepare_embed,
@@ -78,6 +83,8 @@ __all__ = [
     "Chain",
     "Drain",
     "Emit",
+    "Fetch",
+    "Fetched",
     "Finish",
     "Head",
     "Open",
@@ -89,6 +96,7 @@ __all__ = [
     "Target",
     "call_plan",
     "chat_call",
+    "downloading",
     "split_model",
     "stream_plan",
     "walk",
@@ -172,9 +180,19 @@ class Sleep:
     seconds: float
 
 
-Step = Send | Open | Read | ReadAll | Emit | Drain | Sleep
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Download one media URL: the whole body up to *limit* bytes (never a provider call)."""
+
+    prepared: PreparedRequest
+    limit: int
+    timeouts: Timeouts | None = None
+
+
+Step = Send | Open | Read | ReadAll | Emit | Drain | Sleep | Fetch
 Outcome = RawResponse | Head | bytes | EngineError | None
 Plan = Generator[Step, Outcome, tuple[Any, Stats]]
+Fetched = Mapping[str, Part]  # downloaded URL parts, by URL
 
 
 # ---------------------------------------------------------------- targets
@@ -520,11 +538,56 @@ def _failed(chain: Chain, info: CallInfo | None, error: EngineError, will_retry:
         chain.hooks.fire("on_error", info)
 
 
+def downloading(chain: Chain, request: ChatRequest, stream: bool, timeouts: Timeouts | None,
+                then: Callable[[Fetched], Plan]) -> Plan | None:
+    """None when no model wants a URL part as bytes; else the plan that downloads them
+    (after refusing, before anything is sent, what no download would fix) and goes on
+    with *then*."""
+    jobs = media.downloads([t.manifest for t in chain.targets], request)
+    if not jobs:
+        return None
+    for target in chain.targets:
+        check_capabilities(target.manifest, request, stream, pending=True)
+    return _download_all(jobs, timeouts, then)
+
+
+def _download_all(jobs: Mapping[str, media.Download], timeouts: Timeouts | None,
+                  then: Callable[[Fetched], Plan]) -> Plan:
+    fetched: dict[str, Part] = {}
+    for url, job in jobs.items():
+        fetched[url] = yield from _download(job, timeouts)
+    return (yield from then(fetched))
+
+
+def _download(job: media.Download, timeouts: Timeouts | None
+              ) -> Generator[Step, Outcome, Part]:
+    url = job.url
+    for _ in range(media.MAX_REDIRECTS + 1):
+        outcome = yield Fetch(media.fetch_request(url, job.kind), job.limit + 1, timeouts)
+        assert isinstance(outcome, (RawResponse, EngineError))
+        got = media.read(job, url, outcome)
+        if isinstance(got, Part):
+            return got
+        url = got
+    raise EngineError("invalid_request", f"downloading the {job.kind} part at "
+                      f"{media.shown(job.url)} failed: more than {media.MAX_REDIRECTS} "
+                      f"redirects", retryable=False)
+
+
 def call_plan(chain: Chain, request: ChatRequest,
               policy_for: Callable[[Target], RetryPolicy],
-              timeouts: Timeouts | None = None) -> Plan:
-    """The plan of one plain call; every model's request is rendered before anything is sent."""
-    prepared = [target.prepare(request, stream=False) for target in chain.targets]
+              timeouts: Timeouts | None = None, fetched: Fetched | None = None) -> Plan:
+    """The plan of one plain call; every model's request is rendered before anything is sent.
+
+    URL parts a model takes only as bytes are downloaded first (*fetched* holds them).
+    """
+    if fetched is None:
+        first = downloading(chain, request, False, timeouts,
+                            lambda got: call_plan(chain, request, policy_for, timeouts, got))
+        if first is not None:
+            return first
+    prepared = [target.prepare(media.inline(request, fetched or {}, target.manifest),
+                               stream=False) for target in chain.targets]
 
     def once(index: int, target: Target, info: CallInfo | None
              ) -> Generator[Step, Outcome, tuple[ChatResponse, float | None]]:
@@ -542,13 +605,21 @@ def call_plan(chain: Chain, request: ChatRequest,
 
 def stream_plan(chain: Chain, request: ChatRequest,
                 policy_for: Callable[[Target], RetryPolicy],
-                max_frame_bytes: int | None = None, timeouts: Timeouts | None = None) -> Plan:
+                max_frame_bytes: int | None = None, timeouts: Timeouts | None = None,
+                fetched: Fetched | None = None) -> Plan:
     """The plan of one stream; every model's request is rendered before anything is sent.
 
     ``timeouts.read`` is also the longest pause between two events: bytes that
-    make no event (keep-alive comments) do not reset it.
+    make no event (keep-alive comments) do not reset it. URL parts are
+    downloaded first as in :func:`call_plan`.
     """
-    prepared = [target.prepare(request, stream=True) for target in chain.targets]
+    if fetched is None:
+        first = downloading(chain, request, True, timeouts, lambda got: stream_plan(
+            chain, request, policy_for, max_frame_bytes, timeouts, got))
+        if first is not None:
+            return first
+    prepared = [target.prepare(media.inline(request, fetched or {}, target.manifest),
+                               stream=True) for target in chain.targets]
     progress = _Progress()
 
     def once(index: int, target: Target, info: CallInfo | None

@@ -27,6 +27,7 @@ from ..errors import EngineError, ManifestError, redact
 from ..manifest.merge import deep_merge
 from ..manifest.model import ChatSpec, EmbedSpec, Endpoint, Manifest
 from ..manifest.templates import Node, render_checked
+from ..parts import Part
 from ..types import ChatRequest, EmbedRequest
 from .auth import AUTH_SCHEMES, SIGNING_SCHEME
 
@@ -148,8 +149,13 @@ def _strings(value: Any, what: str, provider: str) -> dict[str, str]:
     return out
 
 
-def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -> None:
-    """Refuse, before sending, what the manifest declares it cannot do."""
+def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool,
+                       pending: bool = False) -> None:
+    """Refuse, before sending, what the manifest declares it cannot do.
+
+    *pending*: the URL parts it takes as ``fetch`` are still to be downloaded
+    (and accepted); else such a URL is refused, as it must be bytes by now.
+    """
     if request.tools and not manifest.tools:
         raise EngineError("invalid_request", f"{manifest.id} does not support tools",
                           provider=manifest.id, retryable=False)
@@ -159,7 +165,7 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool) -
         raise EngineError("invalid_request", f"{manifest.id} does not support tool_choice "
                           f"{choice['mode']!r} (supported: {allowed})", provider=manifest.id,
                           retryable=False)
-    _check_parts(manifest, request)
+    _check_parts(manifest, request, pending)
     _check_reasoning(manifest, request)
     _check_params(manifest, request)
     _check_native_tools(manifest, request)
@@ -225,19 +231,49 @@ def _check_reasoning(manifest: Manifest, request: ChatRequest) -> None:
                               retryable=False)
 
 
-def _check_parts(manifest: Manifest, request: ChatRequest) -> None:
+def _check_parts(manifest: Manifest, request: ChatRequest, pending: bool) -> None:
+    """Refuse parts the manifest cannot send (a URL it downloads only while *pending*)."""
     for message in request.messages:
         for part in message.parts:
             if part.type == "text":
                 continue
-            source = "url" if part.url is not None else "data"
             taken = manifest.part_sources.get(part.type, frozenset())
+            if part.url is None:
+                _check_limits(manifest, part)
+                source = "data"
+            elif "fetch" in taken:  # the plan downloads it, then renders bytes
+                source = "fetch" if pending else "url"
+            else:
+                source = "url"
             if source not in taken:
-                how = (f"it takes {part.type} parts as {' or '.join(sorted(taken))} only"
-                       if taken else f"it takes no {part.type} parts")
-                raise EngineError("invalid_request", f"{manifest.id} cannot send a "
-                                  f"{part.type} part given as {source}: {how}",
-                                  provider=manifest.id, retryable=False)
+                _refuse_part(manifest, part, source, taken)
+
+
+def _refuse_part(manifest: Manifest, part: Part, source: str, taken: frozenset[str]) -> None:
+    if source == "url" and "fetch" in taken:
+        raise EngineError("invalid_request", f"{manifest.id} takes {part.type} parts as "
+                          f"bytes: a URL must be downloaded first (the client does so)",
+                          provider=manifest.id, retryable=False)
+    shown = sorted("url" if s == "fetch" else s for s in taken)
+    how = (f"it takes {part.type} parts as {' or '.join(shown)} only"
+           if taken else f"it takes no {part.type} parts")
+    article = "an" if part.type[0] in "aeiou" else "a"
+    raise EngineError("invalid_request", f"{manifest.id} cannot send {article} {part.type} part "
+                      f"given as {source}: {how}", provider=manifest.id, retryable=False)
+
+
+def _check_limits(manifest: Manifest, part: Part) -> None:
+    limit = manifest.part_limits.get(part.type)
+    if limit is None or part.data is None:
+        return
+    if limit.max_bytes is not None and len(part.data) > limit.max_bytes:
+        raise EngineError("invalid_request", f"{manifest.id} takes {part.type} parts of at "
+                          f"most {limit.max_bytes} bytes; this one has {len(part.data)}",
+                          provider=manifest.id, retryable=False)
+    if limit.media_types is not None and part.media_type not in limit.media_types:
+        raise EngineError("invalid_request", f"{manifest.id} takes {part.type} parts as "
+                          f"{', '.join(sorted(limit.media_types))} only, not "
+                          f"{part.media_type}", provider=manifest.id, retryable=False)
 
 
 def _chat_spec(manifest: Manifest) -> ChatSpec:
