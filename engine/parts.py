@@ -10,7 +10,9 @@ first use, and never shown: ``repr`` gives the size and media type only.
 
 Templates see each part as :meth:`Part.to_context`: ``{type, text, url, data_b64,
 data_url, media_type, format, name, cache}``; ``format`` is the short name of the
-media type (``png``, ``wav``, ``mp3``, ``pdf``) for APIs that want it.
+media type (``png``, ``wav``, ``mp3``, ``pdf``) for APIs that want it; a
+``text/*`` document's ``text`` is its UTF-8 text (checked when built), for APIs
+that take plain-text documents as text.
 Pure: no I/O.
 """
 
@@ -38,6 +40,10 @@ MEDIA_TYPES: dict[str, frozenset[str]] = {
 }
 _FORMATS = {"audio/x-wav": "wav", "audio/mpeg": "mp3", "image/jpeg": "jpeg",
             "text/plain": "txt", "text/markdown": "md"}
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 def _invalid(message: str) -> EngineError:
@@ -70,8 +76,9 @@ class Part:
 
     @classmethod
     def document(cls, *, url: str | None = None, data: bytes | None = None,
-                 media_type: str | None = "application/pdf", name: str | None = None,
+                 media_type: str | None = None, name: str | None = None,
                  cache: bool = False) -> Part:
+        """A document; bytes with no *media_type* (nor a data: URL's) are a PDF."""
         return cls._media("document", url, data, media_type, name, cache)
 
     @classmethod
@@ -83,17 +90,21 @@ class Part:
     def _media(cls, kind: PartType, url: str | None, data: bytes | None,
                media_type: str | None, name: str | None, cache: bool) -> Part:
         if (url is None) == (data is None):
-            raise _invalid(f"a {kind} part needs exactly one of url= or data=")
+            raise _invalid(f"{_a(kind)} part needs exactly one of url= or data=")
         if url is not None:
             _check_url(kind, url)
             if url.startswith("data:"):  # bytes already: a data part everywhere
                 media_type, data = _from_data_url(kind, url, media_type)
                 url = None
+        text = None
         if data is not None:
+            if kind == "document" and media_type is None:
+                media_type = "application/pdf"
             data = _check_data(kind, data, media_type)
+            text = _text_of(kind, data, media_type)
         if name is not None and not isinstance(name, str):
-            raise _invalid(f"a {kind} part's name must be a str")
-        return cls(kind, url=url, data=data, media_type=media_type, name=name,
+            raise _invalid(f"{_a(kind)} part's name must be a str")
+        return cls(kind, content=text, url=url, data=data, media_type=media_type, name=name,
                    cache=bool(cache))
 
     @property
@@ -138,38 +149,53 @@ class Part:
 
 def _check_url(kind: str, url: Any) -> None:
     if not isinstance(url, str) or not url:
-        raise _invalid(f"a {kind} part's url must be a non-empty str")
+        raise _invalid(f"{_a(kind)} part's url must be a non-empty str")
     if url.startswith("data:"):
-        if ";base64," not in url[:200]:
-            raise _invalid(f"a {kind} part's data: URL must be base64 (data:<type>;base64,...)")
         return
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https", "gs") or not parts.netloc:
-        raise _invalid(f"a {kind} part's url must be an absolute http(s) URL or a data: URL")
+        raise _invalid(f"{_a(kind)} part's url must be an absolute http(s) or gs:// URL, "
+                       f"or a data: URL")
 
 
 def _from_data_url(kind: str, url: str, media_type: str | None) -> tuple[str | None, bytes]:
-    head, _, payload = url[5:].partition(",")
-    declared = head.split(";", 1)[0].strip().lower() or None
+    head, comma, payload = url[5:].partition(",")
+    if not comma:
+        raise _invalid(f"{_a(kind)} part's data: URL has no ',' before its data")
+    params = [p.strip().lower() for p in head.split(";")]
+    declared = params[0] or None
+    if "base64" not in params[1:]:  # RFC 2397: percent-encoded bytes
+        return media_type or declared, urllib.parse.unquote_to_bytes(payload)
     try:
         data = base64.b64decode(payload, validate=True)
     except ValueError:
-        raise _invalid(f"a {kind} part's data: URL does not hold valid base64") from None
+        raise _invalid(f"{_a(kind)} part's data: URL does not hold valid base64") from None
     return media_type or declared, data
+
+
+def _text_of(kind: str, data: bytes, media_type: str | None) -> str | None:
+    """A text document's text (UTF-8, checked now); None for any other part."""
+    if kind != "document" or not (media_type or "").startswith("text/"):
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _invalid(f"a {media_type} document must be UTF-8: byte {error.start} "
+                       f"is not") from None
 
 
 def _check_data(kind: str, data: Any, media_type: str | None) -> bytes:
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
     if not isinstance(data, bytes):
-        raise _invalid(f"a {kind} part's data must be bytes, got {type(data).__name__}")
+        raise _invalid(f"{_a(kind)} part's data must be bytes, got {type(data).__name__}")
     if not data:
-        raise _invalid(f"a {kind} part's data is empty")
+        raise _invalid(f"{_a(kind)} part's data is empty")
     if len(data) > MAX_PART_BYTES:
-        raise _invalid(f"a {kind} part of {len(data)} bytes is over the limit of "
+        raise _invalid(f"{_a(kind)} part of {len(data)} bytes is over the limit of "
                        f"{MAX_PART_BYTES} bytes")
     allowed = MEDIA_TYPES[kind]
     if media_type not in allowed:
-        raise _invalid(f"a {kind} part given as bytes needs media_type, one of "
+        raise _invalid(f"{_a(kind)} part given as bytes needs media_type, one of "
                        f"{', '.join(sorted(allowed))}; got {media_type!r}")
     return data

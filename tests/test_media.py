@@ -127,14 +127,39 @@ def test_a_part_the_provider_cannot_take_is_refused_before_sending(
     (lambda: Part.image(url="x", data=PNG), "exactly one of url= or data="),
     (lambda: Part.image(data=PNG), "needs media_type"),
     (lambda: Part.image(data=PNG, media_type="application/pdf"), "needs media_type"),
-    (lambda: Part.image(url="ftp://host/a.png"), "absolute http(s) URL"),
-    (lambda: Part.image(url="data:image/png,abc"), "must be base64"),
+    (lambda: Part.image(url="ftp://host/a.png"),
+     "an image part's url must be an absolute http(s) or gs:// URL"),
+    (lambda: Part.image(url="data:image/png;base64,@@@"), "does not hold valid base64"),
+    (lambda: Part.image(url="data:image/png"), "has no ',' before its data"),
+    (lambda: Part.image(url="data:,abc"), "needs media_type"),
+    (lambda: Part.document(data=b"caf\xe9", media_type="text/plain"),
+     "a text/plain document must be UTF-8: byte 3 is not"),
     (lambda: Part.document(data=b""), "is empty"),
     (lambda: Part.audio(data="text", media_type="audio/wav"), "must be bytes"),
 ])
 def test_bad_parts_fail_where_they_are_built(build: Any, why: str) -> None:
     with pytest.raises(EngineError, match=why.replace("(", r"\(").replace(")", r"\)")):
         build()
+
+
+def test_a_data_url_is_bytes_in_either_encoding() -> None:
+    b64 = Part.image(url=f"data:image/png;base64,{B64_PNG}")
+    plain = Part.document(url="data:text/csv;charset=utf-8,a%2Cb%0A1%2C2")
+    assert (b64.url, b64.data, b64.media_type) == (None, PNG, "image/png")
+    assert (plain.url, plain.data, plain.media_type) == (None, b"a,b\n1,2", "text/csv")
+    assert plain.to_context()["text"] == "a,b\n1,2"
+    assert Part.document(data=PDF).media_type == "application/pdf"
+    assert Part.document(data=PDF).to_context()["text"] is None
+
+
+def test_anthropic_sends_a_text_document_as_text() -> None:
+    c, server = client("anthropic")
+    c.chat().user(["Summarize.", Part.document(data="Zürich notes\n".encode(),
+                                               media_type="text/markdown", name="n.md")]
+                  ).execute()
+    assert server.bodies[0]["messages"][0]["content"][1] == {
+        "type": "document", "title": "n.md",
+        "source": {"type": "text", "media_type": "text/plain", "data": "Zürich notes\n"}}
 
 
 def test_a_part_never_shows_its_bytes() -> None:
