@@ -46,15 +46,15 @@ class Server:
         return httpx.Response(200, json=self.answer)
 
 
-def client(provider: str, answer: Any = None) -> tuple[SyncAiClient, Server]:
+def client(provider: str, answer: Any = None, model: str = "m") -> tuple[SyncAiClient, Server]:
     server = Server(answer if answer is not None else ANSWERS[provider])
     http = httpx.Client(transport=httpx.MockTransport(server))
-    return SyncAiClient.create(f"{provider}/m", api_key=KEY, http_client=http,
+    return SyncAiClient.create(f"{provider}/{model}", api_key=KEY, http_client=http,
                                max_retries=0), server
 
 
 def test_openai_parts() -> None:
-    c, server = client("openai")
+    c, server = client("openai", model="gpt-4o-audio-preview")
     c.chat().user(["What is in these?", Part.image(url="https://example.test/cat.jpg"),
                    Part.image(data=PNG, media_type="image/png"),
                    Part.document(data=PDF, name="q3.pdf"),
@@ -67,6 +67,31 @@ def test_openai_parts() -> None:
                                   "file_data": f"data:application/pdf;base64,{B64_PDF}"}},
         {"type": "input_audio", "input_audio": {
             "data": base64.b64encode(b"RIFF0000WAVE").decode(), "format": "wav"}}]}]
+
+
+@pytest.mark.parametrize("model, part, why", [
+    ("gpt-4o", Part.audio(data=b"RIFF0000WAVE", media_type="audio/wav"),
+     "openai cannot send an audio part given as data: it takes no audio parts "
+     "(model gpt-4o: openai's capabilities differ by model)"),
+    ("gpt-4o-mini-audio-preview", Part.audio(data=b"fLaC0000", media_type="audio/flac"),
+     "openai takes audio parts as audio/mpeg, audio/wav only, not audio/flac "
+     "(model gpt-4o-mini-audio-preview: openai's capabilities differ by model)"),
+])
+def test_openai_audio_is_for_the_audio_models_in_wav_or_mp3(model: str, part: Part,
+                                                            why: str) -> None:
+    c, server = client("openai", model=model)
+    with pytest.raises(EngineError) as caught:
+        c.chat().user(["Transcribe.", part]).execute()
+    assert caught.value.kind == "invalid_request" and caught.value.message == why
+    assert server.bodies == []
+
+
+def test_a_child_that_drops_a_model_rule_keeps_its_own_capabilities() -> None:
+    # openai-responses removes openai's audio_models rule: no audio for any model.
+    c, server = client("openai-responses", {}, model="gpt-4o-audio-preview")
+    with pytest.raises(EngineError, match="takes no audio parts"):
+        c.chat().user(["x", Part.audio(data=b"RIFF0000WAVE", media_type="audio/wav")]).execute()
+    assert server.bodies == []
 
 
 def test_openai_plain_text_stays_a_string() -> None:

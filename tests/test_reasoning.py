@@ -38,6 +38,24 @@ def test_each_family_gets_its_own_fields(provider: str, call: dict[str, Any],
         assert body[key] == value, (key, body)
 
 
+@pytest.mark.parametrize("model, sent", [("o4-mini", True), ("gpt-5", True),
+                                         ("gpt-6.1-sol", True), ("gpt-4o-mini", False),
+                                         ("gpt-4.1", False), ("gpt-4o-audio-preview", False)])
+def test_openai_reasoning_effort_only_where_the_model_takes_it(model: str, sent: bool) -> None:
+    c, server = client("openai", model=model)
+    chat = c.chat().user("Think.").reasoning(effort="low")
+    if sent:
+        chat.execute()
+        assert server.bodies[0]["reasoning_effort"] == "low"
+        return
+    with pytest.raises(EngineError) as caught:
+        chat.execute()
+    assert caught.value.message == (
+        f"openai cannot express the reasoning control 'effort' (it offers: none) "
+        f"(model {model}: openai's capabilities differ by model)")
+    assert server.bodies == []
+
+
 def test_without_reasoning_nothing_is_sent() -> None:
     for provider, keys in [("openai", ["reasoning_effort"]), ("anthropic", ["thinking"]),
                            ("ollama", ["think"])]:

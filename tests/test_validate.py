@@ -490,3 +490,41 @@ def test_a_64_character_id_is_valid_and_found(tmp_path, monkeypatch):
 def test_an_unreadable_path_is_one_report_line(tmp_path):
     long = str(tmp_path / ("a" * 5000))
     assert problems(long) == [f"{long}:1: (top): cannot read: File name too long"]
+
+
+@pytest.mark.parametrize("override, want", [
+    # stream framing is not per model
+    ("capabilities: {stream: false}", "chat.overrides[0].capabilities.stream: unknown field"),
+    ("capabilities: {vision: true}", "chat.overrides[0].capabilities.vision: unknown field"),
+    ("capabilities: {parts: {image: [data, fetch, url]}}",
+     "chat.overrides[0].capabilities.parts.image: fetch sends a downloaded URL as data: "
+     "it needs data and excludes url"),
+    ("capabilities: {part_limits: {video: {max_bytes: 1}}}",
+     "chat.overrides[0].capabilities.part_limits.video: unknown field"),
+])
+def test_an_override_capabilities_section_is_checked_like_the_top_level_one(
+        tmp_path, override, want):
+    path = child_of_openai(tmp_path, "child",
+                           f"overrides:\n  - {{match: '^big', {override[:-1]}}}}}\n")
+    assert problems(path) == [f"{path}:8: {want}"]
+
+
+def test_an_override_capabilities_merge_over_the_top_level_ones(tmp_path, monkeypatch):
+    path = child_of_openai(tmp_path, "child", """\
+        overrides:
+          - match: "^text-"
+            capabilities: {parts: {image: null}, response_format: [json_object]}
+        """)
+    assert problems(path) == []
+    monkeypatch.setenv("AI_PROTOCOL_PATH", str(tmp_path))
+    clear_cache()
+    try:
+        manifest = load_manifest("child")
+    finally:
+        clear_cache()
+    text, other = manifest.for_model("text-1"), manifest.for_model("o3-mini")
+    assert set(text.part_sources) == {"document"}
+    assert text.response_formats == {"json_object"}
+    assert set(other.part_sources) == {"image", "document"}
+    assert other.response_formats == {"json_schema", "json_object"}
+    assert other is manifest and manifest.for_model("text-1") is text  # computed once

@@ -22,6 +22,7 @@ wrote the failing key (:func:`owner`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -233,9 +234,11 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
     c = _Compiler(report)
     chat = data.get("chat")
     auth = _auth(c, data["auth"], report)
-    spec, stream = _chat(c, chat) if chat is not None else (None, None)
-    errors = _errors(c, data.get("errors") or {})
     caps = data.get("capabilities") or {}
+    spec, stream = _chat(c, chat) if chat is not None else (None, None)
+    if spec is not None:
+        spec = _model_capabilities(spec, chat or {}, caps, report)
+    errors = _errors(c, data.get("errors") or {})
     return Manifest(
         id=data["id"],
         name=data.get("name", data["id"]),
@@ -255,21 +258,43 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
         errors=errors,
         retry=_retry(data.get("retry") or {}),
         models={k: dict(v or {}) for k, v in (data.get("models") or {}).items()},
-        tools=caps.get("tools", True) and spec is not None,
         stream=caps.get("stream", stream is not None) and stream is not None,
-        tool_choice_modes=frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
         stream_errors=_stream_errors(caps, stream, report),
-        part_sources=_part_sources(caps, report),
-        part_limits=_part_limits(caps, report),
-        response_formats=frozenset(caps.get("response_format") or ()),
-        reasoning_controls=frozenset(caps.get("reasoning") or ()),
-        parallel_tool_calls=bool(caps.get("parallel_tool_calls", False)),
-        developer_role=bool(caps.get("developer_role", False)),
-        native_tools=bool(caps.get("native_tools", False)),
-        prompt_cache=caps.get("prompt_cache", "none"),
         chat_params=frozenset(_params_named(chat)) if chat is not None else frozenset(),
-        reasoning_excludes=frozenset(caps.get("reasoning_excludes") or ()),
+        **_capability_fields(caps, spec is not None, report, ("capabilities",)),
     )
+
+
+def _capability_fields(caps: Mapping[str, Any], chat: bool, report: Problems,
+                       key: KeyPath) -> dict[str, Any]:
+    """The :class:`Manifest` fields a capabilities section sets (all but stream framing)."""
+    return {
+        "tools": caps.get("tools", True) and chat,
+        "tool_choice_modes": frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
+        "part_sources": _part_sources(caps, report, key),
+        "part_limits": _part_limits(caps, report, key),
+        "response_formats": frozenset(caps.get("response_format") or ()),
+        "reasoning_controls": frozenset(caps.get("reasoning") or ()),
+        "parallel_tool_calls": bool(caps.get("parallel_tool_calls", False)),
+        "developer_role": bool(caps.get("developer_role", False)),
+        "native_tools": bool(caps.get("native_tools", False)),
+        "prompt_cache": caps.get("prompt_cache", "none"),
+        "reasoning_excludes": frozenset(caps.get("reasoning_excludes") or ()),
+    }
+
+
+def _model_capabilities(spec: ChatSpec, chat: Mapping[str, Any], caps: Mapping[str, Any],
+                        report: Problems) -> ChatSpec:
+    """*spec* with each override's capabilities (merged over *caps*) on its variant."""
+    variants = list(spec.variants)
+    for i, override in enumerate(chat.get("overrides") or []):
+        if override.get("capabilities") is None:
+            continue
+        merged = deep_merge(caps, override["capabilities"])
+        fields = _capability_fields(merged, True, report, ("chat", "overrides", i,
+                                                           "capabilities"))
+        variants[i] = dataclasses.replace(variants[i], capabilities=fields)
+    return dataclasses.replace(spec, variants=tuple(variants))
 
 
 _PARAM_NAME = re.compile(r"\bparams\.([A-Za-z_]\w*)")
@@ -342,26 +367,28 @@ def _base_url_template(c: _Compiler, data: Mapping[str, Any]) -> Node | None:
     return c.tree(url.rstrip("/"), ("base_url",))
 
 
-def _part_sources(caps: Mapping[str, Any], report: Problems) -> dict[str, frozenset[str]]:
+def _part_sources(caps: Mapping[str, Any], report: Problems,
+                  key: KeyPath) -> dict[str, frozenset[str]]:
     sources = {k: frozenset(v) for k, v in (caps.get("parts") or {}).items()}
     for kind, taken in sources.items():
         if "fetch" in taken and ("url" in taken or "data" not in taken):
-            report.add(("capabilities", "parts", kind), "fetch sends a downloaded URL as "
+            report.add((*key, "parts", kind), "fetch sends a downloaded URL as "
                        "data: it needs data and excludes url")
     return sources
 
 
-def _part_limits(caps: Mapping[str, Any], report: Problems) -> dict[str, PartLimit]:
+def _part_limits(caps: Mapping[str, Any], report: Problems,
+                 key: KeyPath) -> dict[str, PartLimit]:
     limits = {}
     for kind, spec in (caps.get("part_limits") or {}).items():
         types = spec.get("media_types")
         unknown = sorted(set(types or ()) - MEDIA_TYPES[kind])
         if unknown:
-            report.add(("capabilities", "part_limits", kind, "media_types"),
+            report.add((*key, "part_limits", kind, "media_types"),
                        f"not {kind} media types the engine knows: {', '.join(unknown)} "
                        f"(known: {', '.join(sorted(MEDIA_TYPES[kind]))})")
         if kind not in (caps.get("parts") or {}):
-            report.add(("capabilities", "part_limits", kind),
+            report.add((*key, "part_limits", kind),
                        f"limits for {kind} parts, which capabilities.parts does not take")
         limits[kind] = PartLimit(spec.get("max_bytes"),
                                  frozenset(types) if types is not None else None)

@@ -11,11 +11,14 @@ the hot path never re-parses or re-checks anything.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..retry import RetryPolicy
+
+_MODELS_CACHED = 256  # per manifest: model ids are few, but callers may pass any
 
 if TYPE_CHECKING:
     from .paths import Path
@@ -187,6 +190,9 @@ class Variant:
     pattern: Pattern | None
     body: Node
     stream_body: Node | None
+    # The Manifest capability fields these models have instead (an override's
+    # capabilities merged over the top-level ones); None: the manifest's own.
+    capabilities: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +402,26 @@ class Manifest:
     embed: EmbedSpec | None = None
     list_models: ListModelsSpec | None = None
     count_tokens: CountTokensSpec | None = None
+
+    _by_model: dict[str, Manifest] = field(default_factory=dict, init=False, compare=False,
+                                           repr=False)
+
+    def for_model(self, model: str) -> Manifest:
+        """This manifest with the capabilities of *model*'s override, if it has its own.
+
+        The checks before sending and the templates' view of capabilities use it;
+        the result is computed once per model.
+        """
+        got = self._by_model.get(model)
+        if got is not None:
+            return got
+        variant = self.chat.variant_for(model) if self.chat is not None else None
+        got = self
+        if variant is not None and variant.capabilities is not None:
+            got = dataclasses.replace(self, **variant.capabilities)
+        if len(self._by_model) < _MODELS_CACHED:
+            self._by_model[model] = got
+        return got
 
     @property
     def operations(self) -> tuple[str, ...]:

@@ -162,6 +162,67 @@ _RESPONSE = {
     },
 }
 
+_CAPABILITIES: dict[str, Any] = {
+    "type": "dict",
+    "schema": {
+        "tools": {"type": "boolean"},
+        "stream": {"type": "boolean"},
+        "stream_errors": {"type": "boolean"},
+        # message parts the templates render, by kind, with the sources each takes;
+        # fetch: a URL part is downloaded by the engine and sent as data
+        "parts": {"type": "dict",
+                  "keysrules": {"type": "string", "allowed": list(PART_KINDS)},
+                  "valuesrules": {"type": "list", "empty": False, "schema": {
+                      "type": "string", "allowed": ["url", "data", "fetch"]}}},
+        # per kind: the largest part the provider takes (bytes before base64) and
+        # the media types it takes as bytes
+        "part_limits": {"type": "dict",
+                        "keysrules": {"type": "string", "allowed": list(PART_KINDS)},
+                        "valuesrules": {"type": "dict", "schema": {
+                            "max_bytes": {"type": "integer", "min": 1},
+                            "media_types": {"type": "list", "empty": False, "schema": {
+                                "type": "string",
+                                "regex": r"^[a-z]+/[a-z0-9.+-]+$"}}}}},
+        # whether chat.parallel_tool_calls(False) can be expressed
+        "parallel_tool_calls": {"type": "boolean"},
+        # whether a developer message is the provider's own role (else it is sent
+        # as a system message)
+        "developer_role": {"type": "boolean"},
+        # whether the templates send a provider's own tool entries (Tool.native)
+        "native_tools": {"type": "boolean"},
+        # marks: the templates render cache marks; automatic: the provider caches
+        # by itself (marks are accepted and need nothing); none: marks are refused
+        "prompt_cache": {"type": "string", "allowed": ["marks", "automatic", "none"]},
+        # the reasoning controls chat.reasoning(...) may use, and the params the
+        # API refuses alongside reasoning
+        "reasoning": {"type": "list", "schema": {
+            "type": "string", "allowed": ["effort", "budget_tokens", "adaptive", "summary"]}},
+        "reasoning_excludes": {"type": "list", "schema": {
+            "type": "string", "allowed": ["temperature", "top_p", "top_k", "stop", "seed"]}},
+        # the answer formats chat.response_format / chat.json can ask for
+        "response_format": {"type": "list", "schema": {
+            "type": "string", "allowed": ["json_schema", "json_object"]}},
+        "tool_choice": {"type": "list", "schema": {
+            "type": "string", "allowed": ["auto", "none", "required", "tool"]}},
+    },
+}
+
+
+def _nullable(rule: dict[str, Any]) -> dict[str, Any]:
+    """*rule* also taking null (a merge layer removes a key with it), in its values too."""
+    out = {**rule, "nullable": True}
+    if "valuesrules" in rule:
+        out["valuesrules"] = {**rule["valuesrules"], "nullable": True}
+    return out
+
+
+# What an override may change for the models it matches (stream framing is not per
+# model); merged over the top-level section, where null removes a key.
+_MODEL_CAPABILITIES = {"type": "dict", "schema": {
+    k: _nullable(v) for k, v in _CAPABILITIES["schema"].items()
+    if k not in ("stream", "stream_errors")}}
+
+
 _OVERRIDE = {
     "type": "dict",
     "schema": {
@@ -169,6 +230,8 @@ _OVERRIDE = {
         "match": {"type": "string", "empty": False, "required": True},
         "body": _TREE,
         "stream_body": _TREE,
+        # merged over the top-level capabilities for the models this override matches
+        "capabilities": _MODEL_CAPABILITIES,
     },
 }
 
@@ -351,50 +414,7 @@ SCHEMA: dict[str, Any] = {
             "region": {"type": "string", "empty": False},
         },
     },
-    "capabilities": {
-        "type": "dict",
-        "schema": {
-            "tools": {"type": "boolean"},
-            "stream": {"type": "boolean"},
-            "stream_errors": {"type": "boolean"},
-            # message parts the templates render, by kind, with the sources each takes;
-            # fetch: a URL part is downloaded by the engine and sent as data
-            "parts": {"type": "dict",
-                      "keysrules": {"type": "string", "allowed": list(PART_KINDS)},
-                      "valuesrules": {"type": "list", "empty": False, "schema": {
-                          "type": "string", "allowed": ["url", "data", "fetch"]}}},
-            # per kind: the largest part the provider takes (bytes before base64) and
-            # the media types it takes as bytes
-            "part_limits": {"type": "dict",
-                            "keysrules": {"type": "string", "allowed": list(PART_KINDS)},
-                            "valuesrules": {"type": "dict", "schema": {
-                                "max_bytes": {"type": "integer", "min": 1},
-                                "media_types": {"type": "list", "empty": False, "schema": {
-                                    "type": "string",
-                                    "regex": r"^[a-z]+/[a-z0-9.+-]+$"}}}}},
-            # whether chat.parallel_tool_calls(False) can be expressed
-            "parallel_tool_calls": {"type": "boolean"},
-            # whether a developer message is the provider's own role (else it is sent
-            # as a system message)
-            "developer_role": {"type": "boolean"},
-            # whether the templates send a provider's own tool entries (Tool.native)
-            "native_tools": {"type": "boolean"},
-            # marks: the templates render cache marks; automatic: the provider caches
-            # by itself (marks are accepted and need nothing); none: marks are refused
-            "prompt_cache": {"type": "string", "allowed": ["marks", "automatic", "none"]},
-            # the reasoning controls chat.reasoning(...) may use, and the params the
-            # API refuses alongside reasoning
-            "reasoning": {"type": "list", "schema": {
-                "type": "string", "allowed": ["effort", "budget_tokens", "adaptive", "summary"]}},
-            "reasoning_excludes": {"type": "list", "schema": {
-                "type": "string", "allowed": ["temperature", "top_p", "top_k", "stop", "seed"]}},
-            # the answer formats chat.response_format / chat.json can ask for
-            "response_format": {"type": "list", "schema": {
-                "type": "string", "allowed": ["json_schema", "json_object"]}},
-            "tool_choice": {"type": "list", "schema": {
-                "type": "string", "allowed": ["auto", "none", "required", "tool"]}},
-        },
-    },
+    "capabilities": _CAPABILITIES,
     "models": {
         "type": "dict",
         "valuesrules": {

@@ -30,7 +30,6 @@ from ..limits import Timeouts
 from ..manifest.model import EmbedSpec
 from ..retry import RetryPolicy
 from ..types import ChatRequest, EmbedRequest, EmbedResponse, EmbedUsage, ModelInfo, Stats
-from . import media
 from .extract import embed_answer, model_page, token_count
 from .metadata import rate_limit, request_id
 from .plan import (
@@ -283,7 +282,7 @@ def count_tokens_plan(chain: Chain, request: ChatRequest, policy_for: Policy,
             count_tokens_plan(chain, request, policy_for, timeouts, got)))
         if first is not None:
             return first
-    prepared = target.prepare_count_tokens(media.inline(request, fetched or {}, target.manifest))
+    prepared = target.prepare_count_tokens(target.inlined(request, fetched))
     return _count(chain.only(target), prepared, policy_for, timeouts)
 
 

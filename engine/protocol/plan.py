@@ -249,6 +249,10 @@ class Target:
         self.clock = clock
         self._rules: FrameRules | None = None
 
+    def inlined(self, request: ChatRequest, fetched: Fetched | None) -> ChatRequest:
+        """*request* with the URL parts this model takes as bytes replaced by *fetched*."""
+        return media.inline(request, fetched or {}, self.manifest.for_model(self.model))
+
     def prepare(self, request: ChatRequest, stream: bool) -> PreparedRequest:
         prepared = prepare(self.manifest, request, self.model, api_key=self._key(),
                            base_url=self.base_url, stream=stream, settings=self.settings)
@@ -543,11 +547,11 @@ def downloading(chain: Chain, request: ChatRequest, stream: bool, timeouts: Time
     """None when no model wants a URL part as bytes; else the plan that downloads them
     (after refusing, before anything is sent, what no download would fix) and goes on
     with *then*."""
-    jobs = media.downloads([t.manifest for t in chain.targets], request)
+    jobs = media.downloads([t.manifest.for_model(t.model) for t in chain.targets], request)
     if not jobs:
         return None
     for target in chain.targets:
-        check_capabilities(target.manifest, request, stream, pending=True)
+        check_capabilities(target.manifest, request, stream, pending=True, model=target.model)
     return _download_all(jobs, timeouts, then)
 
 
@@ -586,7 +590,7 @@ def call_plan(chain: Chain, request: ChatRequest,
                             lambda got: call_plan(chain, request, policy_for, timeouts, got))
         if first is not None:
             return first
-    prepared = [target.prepare(media.inline(request, fetched or {}, target.manifest),
+    prepared = [target.prepare(target.inlined(request, fetched),
                                stream=False) for target in chain.targets]
 
     def once(index: int, target: Target, info: CallInfo | None
@@ -618,7 +622,7 @@ def stream_plan(chain: Chain, request: ChatRequest,
             chain, request, policy_for, max_frame_bytes, timeouts, got))
         if first is not None:
             return first
-    prepared = [target.prepare(media.inline(request, fetched or {}, target.manifest),
+    prepared = [target.prepare(target.inlined(request, fetched),
                                stream=True) for target in chain.targets]
     progress = _Progress()
 

@@ -150,12 +150,32 @@ def _strings(value: Any, what: str, provider: str) -> dict[str, str]:
 
 
 def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool,
-                       pending: bool = False) -> None:
-    """Refuse, before sending, what the manifest declares it cannot do.
+                       pending: bool = False, model: str | None = None) -> None:
+    """Refuse, before sending, what the manifest declares it cannot do (for *model*,
+    when given: an override may give its models capabilities of their own).
 
     *pending*: the URL parts it takes as ``fetch`` are still to be downloaded
     (and accepted); else such a URL is refused, as it must be bytes by now.
     """
+    if model is None:
+        return _check_all(manifest, request, stream, pending)
+    try:
+        _check_all(manifest.for_model(model), request, stream, pending)
+    except EngineError as error:
+        if not _by_model(manifest):
+            raise
+        raise EngineError(error.kind, f"{error.message} (model {model}: {manifest.id}'s "
+                          f"capabilities differ by model)", provider=manifest.id,
+                          retryable=False) from None
+
+
+def _by_model(manifest: Manifest) -> bool:
+    """Whether some override gives its models capabilities of their own."""
+    chat = manifest.chat
+    return chat is not None and any(v.capabilities is not None for v in chat.variants)
+
+
+def _check_all(manifest: Manifest, request: ChatRequest, stream: bool, pending: bool) -> None:
     if request.tools and not manifest.tools:
         raise EngineError("invalid_request", f"{manifest.id} does not support tools",
                           provider=manifest.id, retryable=False)
@@ -295,7 +315,8 @@ def prepare(manifest: Manifest, request: ChatRequest, model: str, *, api_key: st
             settings: Mapping[str, str | None] | None = None) -> PreparedRequest:
     """Render the chat request for *manifest*; raise EngineError on any problem."""
     chat = _chat_spec(manifest)
-    check_capabilities(manifest, request, stream)
+    check_capabilities(manifest, request, stream, model=model)
+    manifest = manifest.for_model(model)
     pid = manifest.id
     ctx = build_context(request, model, manifest, stream, settings)
     variant = chat.variant_for(model)
@@ -432,7 +453,8 @@ def prepare_count_tokens(manifest: Manifest, request: ChatRequest, model: str, *
     spec = manifest.count_tokens
     if spec is None:
         raise lacks_operation(manifest, "count_tokens")
-    check_capabilities(manifest, request, False)
+    check_capabilities(manifest, request, False, model=model)
+    manifest = manifest.for_model(model)
     ctx = build_context(request, model, manifest, False, settings)
     body = render_checked(spec.variant_for(model).body, ctx, "count_tokens.body", manifest.id)
     return _operation(manifest, spec.endpoint, "count_tokens", ctx, body, api_key=api_key,
