@@ -74,7 +74,8 @@ def test_openai_parts() -> None:
      "openai cannot send an audio part given as data: it takes no audio parts "
      "(model gpt-4o: openai's capabilities differ by model)"),
     ("gpt-4o-mini-audio-preview", Part.audio(data=b"fLaC0000", media_type="audio/flac"),
-     "openai takes audio parts as audio/mpeg, audio/wav only, not audio/flac "
+     "openai takes audio parts as audio/mp3, audio/mpeg, audio/wav, audio/x-wav only, "
+     "not audio/flac "
      "(model gpt-4o-mini-audio-preview: openai's capabilities differ by model)"),
 ])
 def test_openai_audio_is_for_the_audio_models_in_wav_or_mp3(model: str, part: Part,
@@ -306,3 +307,75 @@ def test_anthropic_reports_cache_writes_and_reads() -> None:
     usage = c.chat().user([Part.text("Long document.", cache=True)]).execute().usage
     assert (usage.prompt_tokens, usage.cached_tokens, usage.cache_write_tokens) == (1532, 1111,
                                                                                     418)
+
+
+# ---------------------------------------------------------------- bedrock (Converse)
+
+BEDROCK_ANSWER = {"output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}},
+                  "stopReason": "end_turn",
+                  "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}}
+
+
+def bedrock() -> tuple[SyncAiClient, Server]:
+    server = Server(BEDROCK_ANSWER)
+    c = SyncAiClient.create("bedrock/m", api_key="AKIDEXAMPLE:secretsecret",
+                            settings={"region": "us-east-1"},
+                            http_client=httpx.Client(transport=httpx.MockTransport(server)),
+                            max_retries=0)
+    return c, server
+
+
+def test_bedrock_sends_image_and_document_blocks_with_their_bytes() -> None:
+    c, server = bedrock()
+    c.chat().user([Part.text("Compare."), Part.image(data=PNG, media_type="image/png"),
+                   Part.document(data=PDF, name="Q3 report_v2.final  (draft).pdf", cache=True),
+                   Part.document(data=b"a,b\n", media_type="text/csv")]).execute()
+    assert server.bodies[0]["messages"] == [{"role": "user", "content": [
+        {"text": "Compare."},
+        {"image": {"format": "png", "source": {"bytes": B64_PNG}}},
+        {"document": {"format": "pdf", "name": "Q3 report-v2-final (draft)-pdf",
+                      "source": {"bytes": B64_PDF}}},
+        {"cachePoint": {"type": "default"}},
+        {"document": {"format": "csv", "name": "document",
+                      "source": {"bytes": base64.b64encode(b"a,b\n").decode()}}}]}]
+
+
+@pytest.mark.parametrize("part, why", [
+    (Part.image(data=b"\0" * 3932161, media_type="image/png"),
+     "bedrock takes image parts of at most 3932160 bytes; this one has 3932161"),
+    (Part.image(data=PNG, media_type="image/heic"),
+     "bedrock takes image parts as image/gif, image/jpeg, image/png, image/webp only, "
+     "not image/heic"),
+    (Part.document(data=b"%PDF" + b"\0" * 4718589),
+     "bedrock takes document parts of at most 4718592 bytes; this one has 4718593"),
+    (Part.audio(data=b"RIFF0000WAVE", media_type="audio/wav"),
+     "bedrock cannot send an audio part given as data: it takes no audio parts"),
+])
+def test_bedrock_refuses_what_converse_would_reject(part: Part, why: str) -> None:
+    c, server = bedrock()
+    with pytest.raises(EngineError) as caught:
+        c.chat().user(["x", part]).execute()
+    assert (caught.value.kind, caught.value.message) == ("invalid_request", why)
+    assert server.bodies == []
+
+
+@pytest.mark.parametrize("provider, part, why", [
+    ("openai", Part.document(data=b"notes", media_type="text/plain"),
+     "openai takes document parts as application/pdf only, not text/plain"),
+    ("openai", Part.image(data=PNG, media_type="image/heic"),
+     "openai takes image parts as image/gif, image/jpeg, image/png, image/webp only, "
+     "not image/heic"),
+    ("anthropic", Part.image(data=b"\0" * 3932161, media_type="image/png"),
+     "anthropic takes image parts of at most 3932160 bytes; this one has 3932161"),
+    ("gemini", Part.image(data=b"GIF89a", media_type="image/gif"),
+     "gemini takes image parts as image/heic, image/heif, image/jpeg, image/png, image/webp "
+     "only, not image/gif"),
+])
+def test_a_part_over_the_provider_limits_is_refused_before_sending(
+        provider: str, part: Part, why: str) -> None:
+    c, server = client(provider, {})
+    with pytest.raises(EngineError) as caught:
+        c.chat().user(["x", part]).execute()
+    assert (caught.value.kind, caught.value.message.split(" (model ")[0]) == (
+        "invalid_request", why)
+    assert server.bodies == []

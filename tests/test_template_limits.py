@@ -88,6 +88,26 @@ HOSTILE: dict[str, tuple[Any, str]] = {
     "each_wide_body": (_each("{{ range(99999) | list }}",
                              {f"k{n}": "{{ i }}" for n in range(100)}), WORK_OR_TIME),
 }
+# regex_replace: bounded in time, text, replacement; a bad pattern is an error, not a crash.
+REGEX_REFUSED: dict[str, tuple[str, str]] = {
+    "regex_replace_backtracking": ("{{ ('a' * 4000 ~ '!') | regex_replace('(a|aa)+$', '') }}",
+                                   "regex_replace: '\\(a\\|aa\\)\\+\\$' ran out of time"),
+    "regex_replace_long_text": ("{{ ('a' * 5000) | regex_replace('a', 'b') }}",
+                                "size limit: regex_replace would scan"),
+    "regex_replace_group_reference": ("{{ 'ab' | regex_replace('(a)', '\\\\1' * 3) }}",
+                                      "regex_replace takes a plain replacement"),
+    "regex_replace_bad_pattern": ("{{ 'ab' | regex_replace('(', '') }}", "regex_replace: "),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGEX_REFUSED))
+def test_regex_replace_is_bounded(name: str) -> None:
+    tree, why = REGEX_REFUSED[name]
+    error, seconds = _refusal(tree, {})
+    assert re.search(why, error.message), error.message
+    assert seconds < 2
+
+
 # Refused when the template is compiled (a manifest that holds one does not load).
 REFUSED_ON_COMPILE: dict[str, tuple[str, str]] = {
     "nested_for": ("{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}"

@@ -513,7 +513,8 @@ def test_an_override_capabilities_merge_over_the_top_level_ones(tmp_path, monkey
     path = child_of_openai(tmp_path, "child", """\
         overrides:
           - match: "^text-"
-            capabilities: {parts: {image: null}, response_format: [json_object]}
+            capabilities: {parts: {image: null}, part_limits: {image: null},
+                           response_format: [json_object]}
         """)
     assert problems(path) == []
     monkeypatch.setenv("AI_PROTOCOL_PATH", str(tmp_path))

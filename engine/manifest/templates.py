@@ -81,6 +81,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import ManifestError
+from .patterns import MAX_SCAN, SEARCH_SECONDS, Pattern, PatternError, compile_pattern
 
 __all__ = [
     "BYTES_PER_STEP",
@@ -519,6 +520,28 @@ def _replace(value: Any, old: str, new: str, count: int | None = None) -> str:
     return text.replace(old, new) if count is None else text.replace(old, new, count)
 
 
+@functools.lru_cache(maxsize=64)
+def _pattern(source: str) -> Pattern:
+    try:
+        return compile_pattern(source)
+    except PatternError as error:
+        raise SecurityError(f"regex_replace: {error}") from None
+
+
+def _regex_replace(value: Any, pattern: str, new: str) -> str:
+    """Each match of *pattern* (case-insensitive, bounded in time) in *value* replaced
+    by *new*: for names a provider restricts to some characters."""
+    text = str(value)
+    if len(text) > MAX_SCAN:
+        raise _too_large("regex_replace would scan")
+    if not isinstance(new, str) or len(new) > 64 or "\\" in new:
+        raise SecurityError("regex_replace takes a plain replacement of at most 64 characters")
+    try:
+        return str(_pattern(str(pattern)).compiled.sub(new, text, timeout=SEARCH_SECONDS))
+    except TimeoutError:
+        raise SecurityError(f"regex_replace: {pattern!r} ran out of time") from None
+
+
 def _range(*args: int) -> range:
     """``range``, at most :data:`MAX_VALUE_SIZE` long (it is charged by its length)."""
     numbers = range(*args)
@@ -593,6 +616,7 @@ def _group_turns(messages: Iterable[Mapping[str, Any]],
 _FILTERS: dict[str, Callable[..., Any]] = {
     "join": _join,
     "replace": _replace,
+    "regex_replace": _regex_replace,
     "sum": _sum,
     "json": _json_filter,
     "fromjson": _fromjson,
