@@ -379,3 +379,33 @@ def test_a_part_over_the_provider_limits_is_refused_before_sending(
     assert (caught.value.kind, caught.value.message.split(" (model ")[0]) == (
         "invalid_request", why)
     assert server.bodies == []
+
+
+@pytest.mark.parametrize("provider, part, why", [
+    ("cerebras", Part.image(url="https://example.test/cat.png"),
+     "cerebras cannot send an image part given as url: it takes image parts as data only"),
+    ("groq", Part.document(data=PDF),
+     "groq cannot send a document part given as data: it takes no document parts"),
+    ("groq", Part.image(data=b"\x89PNG" + b"\0" * 3145725, media_type="image/png"),
+     "groq takes image parts of at most 3145728 bytes; this one has 3145729"),
+    ("mistral", Part.document(data=PDF),
+     "mistral cannot send a document part given as data: it takes no document parts"),
+    ("together", Part.audio(data=b"RIFF0000WAVE", media_type="audio/wav"),
+     "together cannot send an audio part given as data: it takes no audio parts"),
+])
+def test_openai_compatible_children_refuse_what_their_endpoint_lacks(
+        provider: str, part: Part, why: str) -> None:
+    c, server = client(provider, {})
+    with pytest.raises(EngineError) as caught:
+        c.chat().user(["x", part]).execute()
+    assert caught.value.message.split(" (model ")[0] == why
+    assert server.bodies == []
+
+
+def test_openrouter_takes_audio_as_input_audio() -> None:
+    c, server = client("openrouter", ANSWERS["openai"])
+    c.chat().user(["Transcribe.", Part.audio(data=b"ID3\x03", media_type="audio/mpeg")]
+                  ).execute()
+    assert server.bodies[0]["messages"][0]["content"][1] == {
+        "type": "input_audio",
+        "input_audio": {"data": base64.b64encode(b"ID3\x03").decode(), "format": "mp3"}}

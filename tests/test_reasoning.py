@@ -147,3 +147,18 @@ def test_a_non_bool_strict_is_refused() -> None:
     c, _ = client("openai")
     with pytest.raises(EngineError, match="strict must be a bool"):
         c.chat().user("x").tools([{**TOOL, "strict": "yes"}])
+
+
+@pytest.mark.parametrize("model, sent", [("sonar-deep-research", True), ("sonar-pro", False),
+                                         ("sonar-reasoning-pro", False)])
+def test_perplexity_reasoning_effort_only_for_deep_research(model: str, sent: bool) -> None:
+    c, server = client("perplexity", ANSWERS["openai"], model=model)
+    chat = c.chat().user("Research.").reasoning(effort="high")
+    if sent:
+        chat.execute()
+        assert server.bodies[0]["reasoning_effort"] == "high"
+    else:
+        with pytest.raises(EngineError, match="perplexity cannot express the reasoning "
+                           f"control 'effort' .*model {model}"):
+            chat.execute()
+        assert server.bodies == []
