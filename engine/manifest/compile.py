@@ -274,6 +274,7 @@ def _capability_fields(caps: Mapping[str, Any], chat: bool, report: Problems,
         "part_sources": _part_sources(caps, report, key),
         "part_limits": _part_limits(caps, report, key),
         "response_formats": frozenset(caps.get("response_format") or ()),
+        "response_format_fallback": _fallback(caps, chat, report, key),
         "reasoning_controls": frozenset(caps.get("reasoning") or ()),
         "parallel_tool_calls": bool(caps.get("parallel_tool_calls", False)),
         "developer_role": bool(caps.get("developer_role", False)),
@@ -281,6 +282,16 @@ def _capability_fields(caps: Mapping[str, Any], chat: bool, report: Problems,
         "prompt_cache": caps.get("prompt_cache", "none"),
         "reasoning_excludes": frozenset(caps.get("reasoning_excludes") or ()),
     }
+
+
+def _fallback(caps: Mapping[str, Any], chat: bool, report: Problems,
+              key: KeyPath) -> str | None:
+    fallback = caps.get("response_format_fallback")
+    if fallback == "tool" and not (chat and caps.get("tools", True)
+                                   and "tool" in caps.get("tool_choice", TOOL_CHOICE_MODES)):
+        report.add((*key, "response_format_fallback"), "tool needs tools and the tool "
+                   "choice mode 'tool'")
+    return fallback if isinstance(fallback, str) else None
 
 
 def _model_capabilities(spec: ChatSpec, chat: Mapping[str, Any], caps: Mapping[str, Any],

@@ -382,8 +382,10 @@ class Manifest:
     # fetch: a URL part is downloaded and sent as data), and each kind's limits.
     part_sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
     part_limits: Mapping[str, PartLimit] = field(default_factory=dict)
-    # Answer formats it can ask for (json_schema, json_object).
+    # Answer formats it can ask for (json_schema, json_object), and how it emulates
+    # the others ("tool": a forced tool call carries the answer; None: refused).
     response_formats: frozenset[str] = frozenset()
+    response_format_fallback: str | None = None
     # Whether the body can turn parallel tool calls off.
     parallel_tool_calls: bool = False
     # Whether a developer message is sent in its own role (else as a system message).

@@ -202,6 +202,9 @@ _CAPABILITIES: dict[str, Any] = {
         # the answer formats chat.response_format / chat.json can ask for
         "response_format": {"type": "list", "schema": {
             "type": "string", "allowed": ["json_schema", "json_object"]}},
+        # how a format not listed above is emulated: tool, a forced call of one tool
+        # whose parameters are the schema and whose arguments are the answer
+        "response_format_fallback": {"type": "string", "allowed": ["tool"]},
         "tool_choice": {"type": "list", "schema": {
             "type": "string", "allowed": ["auto", "none", "required", "tool"]}},
     },

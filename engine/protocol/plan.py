@@ -72,6 +72,7 @@ from .rules import FrameRules
 from .settings import check_names as check_setting_names
 from .settings import render_base_url
 from .settings import resolve as resolve_settings
+from .structured import AnswerTool, answer_tool, unwrapped
 from .structured import parse as parse_answer
 
 __all__ = [
@@ -461,6 +462,9 @@ class Call:
 def chat_call(request: ChatRequest, stream: bool) -> Call:
     def finish(target: Target, response: Any, started: float, attempts: int,
                ttft: float | None) -> tuple[Any, Stats]:
+        tool = answer_tool(request, target.manifest.for_model(target.model))
+        if tool is not None:
+            response = unwrapped(response, tool)
         response = parse_answer(response, request)
         return response, target.stats(response, started, attempts, ttft)
 
@@ -644,6 +648,8 @@ def stream_plan(chain: Chain, request: ChatRequest,
             raise target.stream_refused(head, body)
         decoder = progress.decoder = target.decoder(max_frame_bytes)
         quiet = _Quiet(chain.clock, timeouts, target.provider)
+        tool = answer_tool(request, target.manifest.for_model(target.model))
+        answer = AnswerTool(tool) if tool is not None else None
         while True:
             chunk = yield READ
             if isinstance(chunk, EngineError):
@@ -651,6 +657,8 @@ def stream_plan(chain: Chain, request: ChatRequest,
             assert isinstance(chunk, bytes)
             decoder.receive_data(chunk)
             events, ended, failure = _pull(decoder)
+            if answer is not None:
+                events = answer(events)
             if events:
                 _note(events, progress, chain.clock)
                 quiet.reset()

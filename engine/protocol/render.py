@@ -30,6 +30,7 @@ from ..manifest.templates import Node, render_checked
 from ..parts import Part
 from ..types import ChatRequest, EmbedRequest
 from .auth import AUTH_SCHEMES, SIGNING_SCHEME
+from .structured import emulated
 
 __all__ = [
     "PARAMS",
@@ -194,7 +195,8 @@ def _check_all(manifest: Manifest, request: ChatRequest, stream: bool, pending: 
         raise EngineError("invalid_request", f"{manifest.id} cannot turn parallel tool calls "
                           f"off", provider=manifest.id, retryable=False)
     fmt = request.response_format
-    if fmt is not None and fmt["type"] not in manifest.response_formats:
+    if (fmt is not None and fmt["type"] not in manifest.response_formats
+            and manifest.response_format_fallback is None):
         offered = ", ".join(sorted(manifest.response_formats)) or "neither"
         raise EngineError("invalid_request", f"{manifest.id} cannot ask for a "
                           f"{fmt['type']} answer (it offers: {offered})",
@@ -315,6 +317,7 @@ def prepare(manifest: Manifest, request: ChatRequest, model: str, *, api_key: st
             settings: Mapping[str, str | None] | None = None) -> PreparedRequest:
     """Render the chat request for *manifest*; raise EngineError on any problem."""
     chat = _chat_spec(manifest)
+    request = emulated(request, manifest.for_model(model))
     check_capabilities(manifest, request, stream, model=model)
     manifest = manifest.for_model(model)
     pid = manifest.id
@@ -453,6 +456,7 @@ def prepare_count_tokens(manifest: Manifest, request: ChatRequest, model: str, *
     spec = manifest.count_tokens
     if spec is None:
         raise lacks_operation(manifest, "count_tokens")
+    request = emulated(request, manifest.for_model(model))
     check_capabilities(manifest, request, False, model=model)
     manifest = manifest.for_model(model)
     ctx = build_context(request, model, manifest, False, settings)

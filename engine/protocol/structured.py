@@ -11,6 +11,14 @@ validates it (against the schema with ``jsonschema``; with the pydantic
 model when one was given). An answer that does not parse or validate is a
 ``malformed_response`` error that carries the response (``partial``), so the
 raw text is never lost; a valid one is ``response.parsed``.
+
+A manifest without the native mode asked for may emulate it
+(``capabilities.response_format_fallback: tool``): :func:`emulated` sends the
+request with one forced tool whose parameters are the schema (``{type:
+object}`` for JSON mode), :class:`AnswerTool` turns that tool's argument
+deltas into content deltas as a stream goes, and :func:`unwrapped` makes the
+answer's text the tool's arguments, so :func:`parse` and the caller see a
+plain answer. Such a request cannot also carry tools or a tool choice.
 """
 
 from __future__ import annotations
@@ -22,9 +30,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import EngineError, excerpt
-from ..types import ChatRequest, ChatResponse
+from ..events import ContentDelta, Finished, StreamEvent, ThinkingDelta
+from ..manifest.model import Manifest
+from ..types import ChatRequest, ChatResponse, Tool
 
-__all__ = ["json_object", "parse", "response_format"]
+__all__ = ["AnswerTool", "answer_tool", "emulated", "json_object", "parse", "response_format",
+           "unwrapped"]
+
+ANSWER_TOOL = "json_answer"  # the forced tool's name in JSON mode (a schema has its own)
+_DESCRIPTION = "Give your answer by calling this tool: its arguments are the whole answer."
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -106,3 +120,89 @@ def _validate(response: ChatResponse, value: Any, schema: Mapping[str, Any]) -> 
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "the top level"
         raise _malformed(response, f"at {where}: {error.message}")
+
+
+# ---------------------------------------------------------------- emulation by a tool
+
+def answer_tool(request: ChatRequest, manifest: Manifest) -> str | None:
+    """The name of the forced tool that carries the answer for *manifest*, or None when
+    the manifest sends the requested format natively (or none was asked for)."""
+    fmt = request.response_format
+    if (fmt is None or fmt["type"] in manifest.response_formats
+            or manifest.response_format_fallback != "tool"):
+        return None
+    return str(fmt["name"] or ANSWER_TOOL)
+
+
+def emulated(request: ChatRequest, manifest: Manifest) -> ChatRequest:
+    """*request* as *manifest* sends it: a format it lacks as one forced tool call."""
+    name = answer_tool(request, manifest)
+    fmt = request.response_format
+    if name is None or fmt is None:
+        return request
+    if request.tools or request.tool_choice is not None:
+        raise EngineError("invalid_request", f"{manifest.id} has no native "
+                          f"{fmt['type']} mode and emulates it with a "
+                          f"forced tool call, which cannot be combined with tools or "
+                          f"tool_choice", provider=manifest.id, retryable=False)
+    schema = fmt["schema"] if fmt["schema"] is not None else {"type": "object"}
+    tool = Tool(name, _DESCRIPTION, schema, strict=True if fmt["strict"] else None)
+    return dataclasses.replace(request, tools=(tool,), tool_choice={"name": name},
+                               response_format=None, parallel_tool_calls=None)
+
+
+def unwrapped(response: ChatResponse, name: str) -> ChatResponse:
+    """The answer whose text is the arguments of the *name* tool call; text the model
+    wrote beside the call (a preamble) is kept as thinking, as the stream gave it."""
+    call = next((c for c in response.tool_calls if c.name == name), None)
+    if call is None:
+        if response.content:  # a model that answered in text anyway: parse() judges it
+            return response
+        raise _malformed(response, f"the model did not call the {name!r} tool that "
+                         f"carries the answer")
+    text = call.raw_arguments if call.raw_arguments is not None else json.dumps(call.arguments)
+    finish = "stop" if response.finish_reason == "tool_calls" else response.finish_reason
+    thinking = (response.thinking or "") + response.content or response.thinking
+    return dataclasses.replace(response, content=text, thinking=thinking, tool_calls=[],
+                               finish_reason=finish, replay=())
+
+
+class AnswerTool:
+    """Stream events with the answer tool's argument text as content deltas.
+
+    The tool's start and end events are dropped; its argument fragments become
+    :class:`ContentDelta`; a call whose arguments came whole (no fragments) gives
+    one delta at its end; text the model writes beside the call becomes
+    :class:`ThinkingDelta` (the content deltas are the answer alone); a
+    ``tool_calls`` finish becomes ``stop``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.index: int | None = None
+        self.streamed = False
+
+    def __call__(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        return [out for event in events if (out := self._one(event)) is not None]
+
+    def _one(self, event: StreamEvent) -> StreamEvent | None:
+        if event.is_tool_call_started:
+            started = event.as_tool_call_started
+            if started.name == self.name and self.index is None:
+                self.index = started.index
+                return None
+        elif event.is_tool_call_delta and event.as_tool_call_delta.index == self.index:
+            self.streamed = True
+            return StreamEvent(ContentDelta(event.as_tool_call_delta.arguments))
+        elif event.is_tool_call_ended and event.as_tool_call_ended.index == self.index:
+            if self.streamed:
+                return None
+            call = event.as_tool_call_ended.tool_call
+            text = call.raw_arguments if call.raw_arguments is not None else json.dumps(
+                call.arguments)
+            return StreamEvent(ContentDelta(text))
+        elif event.is_content_delta:
+            return StreamEvent(ThinkingDelta(event.as_content_delta.text))
+        elif event.is_finished and event.as_finished.finish_reason == "tool_calls":
+            return StreamEvent(Finished("stop"))
+        return event
