@@ -135,3 +135,24 @@ def test_the_fallback_needs_the_tool_choice_it_forces(tmp_path: Path) -> None:
     assert [p.split(": ", 1)[1] for p in problems] == [
         "capabilities.response_format_fallback: tool needs tools and the tool choice mode "
         "'tool'"]
+
+
+def test_a_model_with_the_native_format_uses_it_and_emulates_only_json_mode() -> None:
+    def client(server: Server) -> SyncAiClient:
+        return SyncAiClient.create("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+                                   api_key="AKIDEXAMPLE:secretsecret", max_retries=0,
+                                   settings={"region": "us-east-1"}, http_client=httpx.Client(
+                                       transport=httpx.MockTransport(server)))
+    text = {**TOOL_ANSWER, "output": {"message": {"role": "assistant", "content": [
+        {"text": '{"city": "Paris"}'}]}}, "stopReason": "end_turn"}
+    native = Server(json.dumps(text).encode())
+    assert client(native).chat().user("x").response_format(CITY, name="City").execute() \
+        .parsed == {"city": "Paris"}
+    assert "toolConfig" not in native.bodies[0]
+    assert native.bodies[0]["outputConfig"]["textFormat"]["structure"]["jsonSchema"] == {
+        "schema": json.dumps(CITY, separators=(",", ":")), "name": "City"}
+    emulated = Server(json.dumps(json.loads(json.dumps(TOOL_ANSWER).replace(
+        '"City"', '"json_answer"'))).encode())
+    assert client(emulated).chat().user("x").json().execute().parsed == {"city": "Paris"}
+    assert "outputConfig" not in emulated.bodies[0]
+    assert emulated.bodies[0]["toolConfig"]["toolChoice"] == {"tool": {"name": "json_answer"}}

@@ -266,15 +266,16 @@ def compile_manifest(data: Mapping[str, Any], report: Problems) -> Manifest:
 
 
 def _capability_fields(caps: Mapping[str, Any], chat: bool, report: Problems,
-                       key: KeyPath) -> dict[str, Any]:
-    """The :class:`Manifest` fields a capabilities section sets (all but stream framing)."""
+                       key: KeyPath, own: frozenset[str] | None = None) -> dict[str, Any]:
+    """The :class:`Manifest` fields a capabilities section sets (all but stream framing);
+    *own*: the keys an override sets itself (None: the top-level section)."""
     return {
         "tools": caps.get("tools", True) and chat,
         "tool_choice_modes": frozenset(caps.get("tool_choice", TOOL_CHOICE_MODES)),
         "part_sources": _part_sources(caps, report, key),
         "part_limits": _part_limits(caps, report, key),
         "response_formats": frozenset(caps.get("response_format") or ()),
-        "response_format_fallback": _fallback(caps, chat, report, key),
+        "response_format_fallback": _fallback(caps, chat, report, key, own),
         "reasoning_controls": frozenset(caps.get("reasoning") or ()),
         "parallel_tool_calls": bool(caps.get("parallel_tool_calls", False)),
         "developer_role": bool(caps.get("developer_role", False)),
@@ -284,10 +285,13 @@ def _capability_fields(caps: Mapping[str, Any], chat: bool, report: Problems,
     }
 
 
-def _fallback(caps: Mapping[str, Any], chat: bool, report: Problems,
-              key: KeyPath) -> str | None:
+def _fallback(caps: Mapping[str, Any], chat: bool, report: Problems, key: KeyPath,
+              own: frozenset[str] | None) -> str | None:
+    """The fallback; a tool fallback without the forced tool choice is reported where it
+    is made (an override that changes none of the three inherits the top level's report)."""
     fallback = caps.get("response_format_fallback")
-    if fallback == "tool" and not (chat and caps.get("tools", True)
+    made_here = own is None or bool({"response_format_fallback", "tools", "tool_choice"} & own)
+    if fallback == "tool" and made_here and not (chat and caps.get("tools", True)
                                    and "tool" in caps.get("tool_choice", TOOL_CHOICE_MODES)):
         report.add((*key, "response_format_fallback"), "tool needs tools and the tool "
                    "choice mode 'tool'")
@@ -303,7 +307,8 @@ def _model_capabilities(spec: ChatSpec, chat: Mapping[str, Any], caps: Mapping[s
             continue
         merged = deep_merge(caps, override["capabilities"])
         fields = _capability_fields(merged, True, report, ("chat", "overrides", i,
-                                                           "capabilities"))
+                                                           "capabilities"),
+                                    frozenset(override["capabilities"]))
         variants[i] = dataclasses.replace(variants[i], capabilities=fields)
     return dataclasses.replace(spec, variants=tuple(variants))
 

@@ -32,7 +32,7 @@ from typing import Any
 from ..errors import EngineError, excerpt
 from ..events import ContentDelta, Finished, StreamEvent, ThinkingDelta
 from ..manifest.model import Manifest
-from ..types import ChatRequest, ChatResponse, Tool
+from ..types import ChatRequest, ChatResponse, Tool, ToolCall
 
 __all__ = ["AnswerTool", "answer_tool", "emulated", "json_object", "parse", "response_format",
            "unwrapped"]
@@ -160,11 +160,18 @@ def unwrapped(response: ChatResponse, name: str) -> ChatResponse:
             return response
         raise _malformed(response, f"the model did not call the {name!r} tool that "
                          f"carries the answer")
-    text = call.raw_arguments if call.raw_arguments is not None else json.dumps(call.arguments)
+    text = _arguments_text(call)
     finish = "stop" if response.finish_reason == "tool_calls" else response.finish_reason
     thinking = (response.thinking or "") + response.content or response.thinking
     return dataclasses.replace(response, content=text, thinking=thinking, tool_calls=[],
                                finish_reason=finish, replay=())
+
+
+def _arguments_text(call: ToolCall) -> str:
+    """The arguments as the provider wrote them, else as JSON (non-ASCII kept)."""
+    if call.raw_arguments is not None:
+        return call.raw_arguments
+    return json.dumps(call.arguments, ensure_ascii=False)
 
 
 class AnswerTool:
@@ -197,10 +204,7 @@ class AnswerTool:
         elif event.is_tool_call_ended and event.as_tool_call_ended.index == self.index:
             if self.streamed:
                 return None
-            call = event.as_tool_call_ended.tool_call
-            text = call.raw_arguments if call.raw_arguments is not None else json.dumps(
-                call.arguments)
-            return StreamEvent(ContentDelta(text))
+            return StreamEvent(ContentDelta(_arguments_text(event.as_tool_call_ended.tool_call)))
         elif event.is_content_delta:
             return StreamEvent(ThinkingDelta(event.as_content_delta.text))
         elif event.is_finished and event.as_finished.finish_reason == "tool_calls":
