@@ -160,20 +160,15 @@ def check_capabilities(manifest: Manifest, request: ChatRequest, stream: bool,
     """
     if model is None:
         return _check_all(manifest, request, stream, pending)
+    own = manifest.for_model(model)
     try:
-        _check_all(manifest.for_model(model), request, stream, pending)
+        _check_all(own, request, stream, pending)
     except EngineError as error:
-        if not _by_model(manifest):
+        if own is manifest:  # the model has the manifest's own capabilities
             raise
         raise EngineError(error.kind, f"{error.message} (model {model}: {manifest.id}'s "
                           f"capabilities differ by model)", provider=manifest.id,
                           retryable=False) from None
-
-
-def _by_model(manifest: Manifest) -> bool:
-    """Whether some override gives its models capabilities of their own."""
-    chat = manifest.chat
-    return chat is not None and any(v.capabilities is not None for v in chat.variants)
 
 
 def _check_all(manifest: Manifest, request: ChatRequest, stream: bool, pending: bool) -> None:
