@@ -64,9 +64,13 @@ def test_declared_gaps_become_refusal_cases(user_dir):
         """))
     cases, _, _providers = all_cases()
     refusals = [c for c in cases if c.provider == "plain"]
+    # the scenarios it lacks, then every feature beyond text (it declares none)
     assert {c.scenario for c in refusals} == {"tools", "tool_result", "stream_tools",
                                               "stream_text", "error_in_stream",
-                                              "embed", "list_models", "count_tokens"}
+                                              "embed", "list_models", "count_tokens",
+                                              "image", "document", "audio", "structured",
+                                              "structured_stream", "json", "reasoning",
+                                              "cache"}
     with ReplayServer() as server:
         outcomes = [asyncio.run(run_case(c, server, {})) for c in refusals]
     assert all(o.status == "pass" for o in outcomes), [o.problems for o in outcomes]

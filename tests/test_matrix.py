@@ -21,7 +21,8 @@ def test_the_readme_matrix_is_current() -> None:
 
 
 def test_every_manifest_has_a_row_and_every_cell_a_known_value() -> None:
-    rows = [line for line in markdown().splitlines() if line.startswith("| `")]
+    scenarios = markdown().split("Beyond text")[0]
+    rows = [line for line in scenarios.splitlines() if line.startswith("| `")]
     ids = sorted(p.stem for p in (README.parent / "protocols").glob("*.yaml"))
     assert [row.split("`")[1] for row in rows] == ids
     for row in rows:
@@ -34,3 +35,14 @@ def test_replace_section_keeps_the_rest_and_refuses_a_file_without_markers() -> 
     assert replace_section(text, f"{BEGIN}\nnew\n{END}") == f"intro\n{BEGIN}\nnew\n{END}\noutro\n"
     with pytest.raises(ValueError, match="no coverage matrix section"):
         replace_section("no markers", "x")
+
+
+def test_the_feature_table_has_a_row_per_chat_manifest_and_known_cells() -> None:
+    features = markdown().split("Beyond text")[1]
+    rows = [line for line in features.splitlines() if line.startswith("| `")]
+    assert "`anthropic`" in features and "`voyage`" not in features  # embed-only: no row
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")][1:]
+        assert len(cells) == 9, row
+        assert set(cells) <= {"rec", "doc", "con", "emu rec", "emu doc", "emu con", "refused",
+                              "auto", "n/a", "missing"}, row

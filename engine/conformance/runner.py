@@ -32,6 +32,7 @@ from ..manifest.model import Manifest
 from ..protocol.auth import SIGNING_SCHEME
 from ..protocol.settings import render_base_url, samples
 from .data import data_dir
+from .features import FEATURES, REFUSAL_MODEL, refusable
 from .fixture import (
     ACCESS_KEY_ID,
     API_KEY,
@@ -159,6 +160,8 @@ def build_cases(fixtures: Iterable[Fixture], providers: Iterable[str]) -> list[C
             if refused:
                 cases.append(Case(f"{provider}/{scenario}[refused]", provider, scenario,
                                   "refusal"))
+        cases += [Case(f"{provider}/{feature}[refused]", provider, feature, "refusal")
+                  for feature in FEATURES if refusable(manifest, feature)]
     return cases
 
 
@@ -528,7 +531,8 @@ async def _run_refusal(case: Case, server: ReplayServer) -> list[str]:
     base = _base_path(manifest, settings)
     tool = {"name": "get_weather", "description": "Weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}}}
-    async with await AiClient.create(f"{case.provider}/any-model", api_key=_key_for(manifest),
+    async with await AiClient.create(f"{case.provider}/{REFUSAL_MODEL}",
+                                     api_key=_key_for(manifest),
                                      base_url=server.url + base, max_retries=0,
                                      settings=settings) as client:
         try:
@@ -544,7 +548,9 @@ async def _run_refusal(case: Case, server: ReplayServer) -> list[str]:
                 return ["the request was not refused"]
             if NEEDS.get(case.scenario) == "tools" or case.scenario == "stream_tools":
                 chat.tools([tool])
-            if case.scenario.startswith("stream") or case.scenario == "error_in_stream":
+            _with_feature(chat, case.scenario)
+            if case.scenario.startswith("stream") or case.scenario in (
+                    "error_in_stream", "structured_stream"):
                 async for _ in chat.stream():
                     pass
             else:
@@ -554,6 +560,29 @@ async def _run_refusal(case: Case, server: ReplayServer) -> list[str]:
                 return [f"expected a clear invalid_request refusal, got {exc!r}"]
             return [f"the request reached the server ({len(seen)} request(s))"] if seen else []
     return ["the request was not refused"]
+
+
+# What a feature refusal case sends: a tiny file of each kind, a format, a control.
+_FILES = {"image": (b"\x89PNG\r\n\x1a\n" + bytes(24), "image/png"),
+          "document": (b"%PDF-1.4\n%%EOF\n", "application/pdf"),
+          "audio": (b"RIFF\x24\x00\x00\x00WAVEfmt ", "audio/wav")}
+_ANSWER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+
+
+def _with_feature(chat: Any, feature: str) -> None:
+    """Add *feature* (one of FEATURES; anything else: nothing) to *chat*."""
+    if feature in _FILES:
+        data, media_type = _FILES[feature]
+        maker = {"image": Part.image, "document": Part.document, "audio": Part.audio}[feature]
+        chat.user(["And this?", maker(data=data, media_type=media_type)])
+    elif feature in ("structured", "structured_stream"):
+        chat.response_format(_ANSWER_SCHEMA, name="Answer")
+    elif feature == "json":
+        chat.json()
+    elif feature == "reasoning":
+        chat.reasoning(effort="high")
+    elif feature == "cache":
+        chat.cache()
 
 
 async def run_case(case: Case, server: ReplayServer, known: dict[str, str]) -> Outcome:
