@@ -29,6 +29,10 @@ def test_features_are_read_from_the_request_wherever_the_fixture_is_filed() -> N
                 "cache": True}
     assert features_of(fixture({"messages": [replayed], "reasoning": {"effort": "low"}})) == {
         "replay", "cache", "reasoning"}
+    tool_turn = {"role": "assistant", "content": "", "thinking": "t",
+                 "tool_calls": [{"id": "1", "name": "f", "arguments": {}}]}
+    assert features_of(fixture({"messages": [tool_turn]})) == {"replay"}  # its thinking text
+    assert features_of(fixture({"messages": [{**tool_turn, "tool_calls": []}]})) == set()
     schema = {"schema": {"type": "object"}}
     assert features_of(fixture({"messages": [], "response_format": schema})) == {"structured"}
     assert features_of(fixture({"messages": [], "response_format": schema, "stream": True})) == {

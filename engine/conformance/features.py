@@ -2,15 +2,16 @@
 
 A fixture exercises a feature when its request uses it: an image, document or
 audio part; a JSON Schema answer (unstreamed or streamed); JSON mode; a
-reasoning control; thinking sent back on an assistant turn (``replay``); a
-cache mark. :func:`features_of` reads that from the request, so a fixture
+reasoning control; thinking sent back on an assistant turn (``replay``: the
+provider's own blocks, or a tool-call turn's thinking text); a cache mark. :func:`features_of` reads that from the request, so a fixture
 counts wherever it is filed and whatever it is named.
 
 :func:`offer` says how a manifest offers a feature, over its own capabilities
 and every override's: ``native``, ``emulated`` (a JSON answer through a forced
 tool call), ``automatic`` (caching the provider does by itself), ``none``
 (declared absent: the suite checks the refusal) or ``n/a`` (thinking replay
-for a provider whose answers carry nothing to send back).
+for a provider whose answers keep no blocks of their own; a fixture may still
+show its templates send the thinking text back).
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def features_of(fixture: Fixture) -> frozenset[str]:
 
 
 def _message_features(message: dict[str, Any]) -> Iterator[str]:
-    if message.get("replay"):
+    # thinking sent back: the provider's own blocks, or a tool-call turn's thinking text
+    # (the providers whose thinking modes take the text back)
+    if message.get("replay") or (message.get("thinking") is not None
+                                 and message.get("tool_calls")):
         yield "replay"
     if message.get("cache"):
         yield "cache"

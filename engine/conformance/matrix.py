@@ -98,7 +98,7 @@ def feature_table(fixtures: Iterable[Fixture], providers: Iterable[str]) -> list
             how = offer(manifest, feature)
             kinds = sorted((_kind(f) for f, used in mine if feature in used),
                            key=RANK.__getitem__)
-            if kinds and how not in ("none", "n/a"):
+            if kinds and how != "none":
                 cells.append(("emu " if how == "emulated" else "") + kinds[0])
             else:
                 cells.append(UNCOVERED[how])
@@ -118,7 +118,8 @@ def _features_markdown(fixtures: list[Fixture]) -> list[str]:
               "request uses. `emu` the manifest emulates the feature (a forced tool call "
               "carries the answer), `refused` it declares the feature absent (the suite "
               "checks the request is refused before sending), `auto` the provider caches "
-              "by itself, `n/a` its answers carry nothing to send back, `missing` offered "
+              "by itself, `n/a` its answers keep nothing of their own to send back, "
+              "`missing` offered "
               "but no fixture yet (the manifest's capabilities, or an override's, say it "
               "takes the feature; no exchange proves it)."]
     return lines
