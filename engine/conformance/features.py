@@ -3,8 +3,9 @@
 A fixture exercises a feature when its request uses it: an image, document or
 audio part; a JSON Schema answer (unstreamed or streamed); JSON mode; a
 reasoning control; thinking sent back on an assistant turn (``replay``: the
-provider's own blocks, or a tool-call turn's thinking text); a cache mark. :func:`features_of` reads that from the request, so a fixture
-counts wherever it is filed and whatever it is named.
+provider's own blocks, or a tool-call turn's thinking text); a cache mark.
+:func:`features_of` reads that from the request, so a fixture counts wherever
+it is filed and whatever it is named.
 
 :func:`offer` says how a manifest offers a feature, over its own capabilities
 and every override's: ``native``, ``emulated`` (a JSON answer through a forced
