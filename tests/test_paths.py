@@ -104,3 +104,51 @@ def test_a_plain_chain_knows_its_root_key():
     assert compile_path("usage.prompt_tokens").search({"choices": []}) is None
     assert compile_path("usage.prompt_tokens").search([1]) is None
     assert compile_path("usage.prompt_tokens").search({"usage": {"prompt_tokens": 3}}) == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=json_values | st.none())
+def test_read_is_search_with_null_in_null_out(data):
+    """``Path.read``, the stream mapper's one-call read, gives what search gives."""
+    for expr in EXPRESSIONS:
+        try:
+            path = compile_path(expr)
+        except PathError:
+            continue  # a manifest string that is not a path (the test above covers it)
+        if data is None:
+            assert path.read(None) is None, expr
+            continue
+        try:
+            expected = ("ok", path.search(data))
+        except PathError:
+            expected = ("error", None)
+        try:
+            got = ("ok", path.read(data))
+        except PathError:
+            got = ("error", None)
+        assert got == expected, (expr, data)
+
+
+def test_an_and_of_string_equalities_lists_its_tests():
+    path = compile_path("type == 'content_block_delta' && delta.type == 'text_delta'")
+    assert path.tests == ((("type",), "content_block_delta"), (("delta", "type"), "text_delta"))
+    assert compile_path("'x' == choices[0].kind").tests == ((("choices", 0, "kind"), "x"),)
+    # Only conjuncts that must hold count: not under || or !, not against a non-string.
+    for other in ("type == 'a' || type == 'b'", "!(type == 'a')", "type == `1`",
+                  "type != 'a'", "frame().event == 'a'", "a[*].type == 'x'"):
+        assert compile_path(other).tests == (), other
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=json_values)
+def test_a_failed_test_means_the_expression_is_false(data):
+    """The mapper skips a rule whose test chain holds another value: sound only if the
+    whole expression is then false (jmespath's own evaluation is the judge)."""
+    from engine.manifest.paths import walker
+
+    for expr in ("type == 'a' && b", "type == 'x' && delta.type == 'stop'",
+                 "choices[0].delta.content == 'x' && !error", "'a' == type"):
+        for steps, literal in compile_path(expr).tests:
+            if walker(steps)(data) != literal:
+                value = jmespath.search(expr, data)
+                assert value is False or value is None or value in ("", [], {}), (expr, data)

@@ -228,3 +228,54 @@ def test_stream_error_rule_needs_a_known_shape(manifests):
         manifests("broken", NESTED_USAGE.replace("id: nested", "id: broken").replace(
             "      - when: \"!error\"", "      - when: \"!error\"\n        colour: red"))
     assert "colour: unknown field" in str(info.value)
+
+
+
+def _frames_for(manifest_id: str):
+    """The manifest's rules, and frames shaped like its own: event names and test
+    strings its rules use, with arbitrary JSON around them."""
+    from hypothesis import strategies as st
+
+    from engine.protocol.framing import Frame
+    from engine.protocol.rules import FrameRules
+
+    rules = FrameRules(load_manifest(manifest_id))
+    literals = sorted({lit for _, lit in rules._events if lit is not None} | {"other"})
+    names = sorted({name for r in rules.spec.events if r.match.events for name in r.match.events}
+                   | {"ping", "message_stop"})
+    leaf = st.none() | st.booleans() | st.integers(-2, 2) | st.sampled_from(literals)
+    value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=2) | st.dictionaries(
+        st.sampled_from(["type", "delta", "text", "index", "error", "usage", "message"]),
+        inner, max_size=3), max_leaves=8)
+    body = st.dictionaries(st.sampled_from(["type", "delta", "index", "error", "usage",
+                                            "content_block", "message"]), value, max_size=4)
+    return rules, st.builds(lambda ev, data: Frame(json.dumps(data), ev, {}, 0),
+                            st.none() | st.sampled_from(names), body)
+
+
+@pytest.mark.parametrize("manifest_id", ["anthropic", "openai", "openai-responses", "gemini"])
+def test_skipping_rules_by_their_type_test_changes_no_result(manifest_id):
+    """The mapper skips a rule whose ``type == '…'`` test fails without evaluating its
+    condition; the deltas are those of evaluating every condition in order."""
+    import copy
+
+    from hypothesis import given, settings
+
+    rules, frames = _frames_for(manifest_id)
+    plain = copy.copy(rules)
+    plain._events = tuple((rule, None) for rule, _ in rules._events)  # skip nothing
+    if manifest_id == "anthropic":
+        assert sum(lit is not None for _, lit in rules._events) >= 8
+
+    def outcome(r, frame):
+        try:
+            return ("ok", repr(r.map(frame, False)))
+        except EngineError as exc:
+            return ("error", exc.kind, str(exc))
+
+    @settings(max_examples=300, deadline=None)
+    @given(frame=frames)
+    def check(frame):
+        assert outcome(rules, frame) == outcome(plain, frame)
+
+    check()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jmespath
@@ -23,7 +23,7 @@ import jmespath.functions
 import jmespath.parser
 import jmespath.visitor
 
-__all__ = ["Path", "PathError", "compile_path", "current_frame"]
+__all__ = ["Path", "PathError", "Steps", "compile_path", "current_frame", "walker"]
 
 # The stream frame being mapped, for ``frame()``; set by the stream mapper.
 current_frame: contextvars.ContextVar[Any] = contextvars.ContextVar("frame", default=None)
@@ -132,9 +132,51 @@ def _equals(left: Getter, right: Getter, negate: bool) -> Getter:
     return lambda data: _same(left(data), right(data)) != negate
 
 
+def _steps(node: Any) -> tuple[str | int, ...] | None:
+    """A chain of plain field and index steps as its keys (``a.b[0].c``), else None."""
+    kind = node["type"]
+    if kind == "field":
+        return (str(node["value"]),)
+    if kind == "subexpression":
+        out: tuple[str | int, ...] = ()
+        for child in node["children"]:
+            part = _steps(child)
+            if part is None:
+                return None
+            out += part
+        return out
+    if kind == "index_expression" and node["children"][1]["type"] == "index":
+        head = _steps(node["children"][0])
+        return (*head, int(node["children"][1]["value"])) if head is not None else None
+    return None
+
+
+def _walk(steps: tuple[str | int, ...]) -> Getter:
+    """One call for a whole chain: most manifest paths are chains, read on every frame.
+
+    Same result as the composed field and index closures: a step that does not apply
+    (a field of a non-object, an index outside a list) gives null, and null stays null.
+    """
+    def get(data: Any) -> Any:
+        for step in steps:
+            if step.__class__ is str:
+                if not isinstance(data, dict):
+                    return None
+                data = data.get(step)
+            elif isinstance(data, list) and -len(data) <= step < len(data):  # type: ignore[operator]
+                data = data[step]  # type: ignore[index]
+            else:
+                return None
+        return data
+    return get
+
+
 def _compile(node: Any) -> Getter:
     """Closures for common node types; the interpreter for everything else."""
     kind, children = node["type"], node.get("children", [])
+    steps = _steps(node) if kind in ("subexpression", "index_expression") else None
+    if steps is not None:
+        return _walk(steps)
     if kind == "field":
         return _field(node["value"])
     if kind == "literal":
@@ -192,6 +234,9 @@ def _join(glue: Getter, items: Getter, node: Any) -> Getter:
     return get
 
 
+Steps = tuple[str | int, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Path:
     """A compiled JMESPath expression."""
@@ -201,6 +246,18 @@ class Path:
     # The key a path of plain field and index steps starts with: when the data has no
     # such key the result is null, so the steps need not run (most frames lack most keys).
     root: str | None = None
+    # The getter is a plain chain's (:func:`walker`): it never raises, null in, null out.
+    chain: bool = False
+    # The conjuncts of the form ``chain == 'string'`` at the top of an ``&&`` expression:
+    # the expression is false wherever one of these chains has another value.
+    tests: tuple[tuple[Steps, str], ...] = field(default=(), compare=False, repr=False)
+
+    # :meth:`search` for data that may be null (null in, null out), as one call: a chain's
+    # getter itself, else a guarded search. The stream mapper's read.
+    read: Getter = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "read", self.getter if self.chain else self._guarded)
 
     def search(self, data: Any) -> Any:
         root = self.root
@@ -213,6 +270,14 @@ class Path:
         except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
             raise PathError(f"{self.source!r}: {exc}") from None
 
+    def _guarded(self, data: Any) -> Any:
+        return None if data is None else self.search(data)
+
+
+def walker(steps: Steps) -> Getter:
+    """The getter of a plain chain of field and index *steps* (see :attr:`Path.tests`)."""
+    return _walk(steps)
+
 
 def compile_path(source: str) -> Path:
     """Parse *source* once; raise :class:`PathError` with the reason."""
@@ -222,7 +287,25 @@ def compile_path(source: str) -> Path:
         parsed = jmespath.compile(source)
     except jmespath.exceptions.JMESPathError as exc:
         raise PathError(f"invalid JMESPath {source!r}: {exc}") from None
-    return Path(source, _compile(parsed.parsed), _root(parsed.parsed))
+    node = parsed.parsed
+    steps = _steps(node)
+    getter = _walk(steps) if steps is not None else _compile(node)
+    return Path(source, getter, _root(node), steps is not None, _tests(node))
+
+
+def _tests(node: Any) -> tuple[tuple[Steps, str], ...]:
+    """The ``chain == 'string'`` conjuncts of *node* (see :attr:`Path.tests`)."""
+    kind = node["type"]
+    if kind == "and_expression":
+        left, right = node["children"]
+        return _tests(left) + _tests(right)
+    if kind == "comparator" and node["value"] == "eq":
+        a, b = node["children"]
+        for chain, other in ((a, b), (b, a)):
+            steps = _steps(chain)
+            if steps is not None and other["type"] == "literal" and type(other["value"]) is str:
+                return ((steps, other["value"]),)
+    return ()
 
 
 def _root(node: Any) -> str | None:

@@ -21,13 +21,14 @@ A matcher sees the frame's envelope: its event name (``event``), its text
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EngineError, excerpt
 from ..manifest.model import EventRule, Manifest, Matcher, ReplayRule, StreamSpec, ToolCallRule
-from ..manifest.paths import Path, PathError, current_frame
+from ..manifest.paths import Getter, Path, PathError, current_frame, walker
 from .classify import build_error, classify
 from .framing import Frame
 
@@ -158,6 +159,18 @@ def _stream_paths(spec: StreamSpec) -> Iterator[Path]:
         yield from (path for path in exprs if path is not None)
 
 
+def _discriminator(rules: tuple[EventRule, ...]) -> tuple[Getter, list[str | None]]:
+    """The chain most rule conditions test against a string (``type == 'x' && ...``), as a
+    getter, and each rule's literal for it (None: the rule does not test it)."""
+    tests = [dict(rule.match.when.tests) if rule.match.when is not None else {}
+             for rule in rules]
+    counts = Counter(steps for found in tests for steps in found)
+    if not counts or counts.most_common(1)[0][1] < 2:
+        return walker(()), [None] * len(rules)
+    steps = counts.most_common(1)[0][0]
+    return walker(steps), [found.get(steps) for found in tests]
+
+
 class FrameRules:
     """One manifest's stream rules, applied to frames. Stateless: safe to share."""
 
@@ -177,6 +190,8 @@ class FrameRules:
         # A replay append that reads the rule's own content or thinking path takes the
         # value already read for the delta (text deltas would otherwise be read twice).
         self._append: dict[int, tuple[tuple[tuple[str, ...], Path, str | None], ...]] = {}
+        self._discriminator, literals = _discriminator(spec.events)
+        self._events = tuple(zip(spec.events, literals, strict=True))
         for rule in spec.events:
             roots = {path.root for path in rule.usage.values()}
             if len(roots) == 1 and (root := roots.pop()) is not None:
@@ -190,13 +205,18 @@ class FrameRules:
 
     def map(self, frame: Frame, at_eof: bool) -> Delta | None:
         """The delta for *frame*, or None when it is ignored or matches no rule."""
-        if not self._envelope:
-            return self._map(frame, at_eof)
-        token = current_frame.set(frame)
         try:
-            return self._map(frame, at_eof)
-        finally:
-            current_frame.reset(token)
+            if not self._envelope:
+                return self._map(frame, at_eof)
+            token = current_frame.set(frame)
+            try:
+                return self._map(frame, at_eof)
+            finally:
+                current_frame.reset(token)
+        except PathError as exc:
+            raise EngineError("malformed_response",
+                              f"a stream frame has an unexpected shape: {exc}",
+                              provider=self.provider) from None
 
     def _map(self, frame: Frame, at_eof: bool) -> Delta | None:
         data: Any = _UNSET
@@ -208,8 +228,22 @@ class FrameRules:
             data, hit = self._matches(matcher, frame, data, at_eof)
             if hit:
                 return Delta(end=True)
-        for rule in self.spec.events:
-            data, hit = self._matches(rule.match, frame, data, at_eof)
+        value: Any = _UNSET  # the discriminating chain's value in this frame
+        for rule, literal in self._events:
+            m = rule.match
+            if literal is not None:
+                # The rule's condition requires chain == literal: skip it on another value
+                # without evaluating the condition (most rules, on most frames).
+                if (m.events is not None and frame.event not in m.events) or (
+                        m.data is not None and frame.data.strip() != m.data):
+                    continue
+                if data is _UNSET:
+                    data = self._decode(frame, at_eof)
+                if value is _UNSET:
+                    value = self._discriminator(data)
+                if value != literal:
+                    continue
+            data, hit = self._matches(m, frame, data, at_eof)
             if hit:
                 if data is _UNSET:
                     data = self._decode(frame, at_eof)
@@ -225,7 +259,7 @@ class FrameRules:
             return data, True
         if data is _UNSET:
             data = self._decode(frame, at_eof)
-        return data, bool(_search(m.when, data, self.provider, "a stream frame"))
+        return data, bool(m.when.read(data))
 
     def _decode(self, frame: Frame, at_eof: bool) -> Any:
         text = frame.data
@@ -242,8 +276,10 @@ class FrameRules:
             raise EngineError("malformed_response", f"frame at byte {frame.offset} is not "
                               f"JSON: {shown!r}", provider=self.provider) from None
 
-    def _get(self, path: Path | None, data: Any) -> Any:
-        return _search(path, data, self.provider, "a stream frame")
+    @staticmethod
+    def _get(path: Path | None, data: Any) -> Any:
+        # PathError is turned into malformed_response once, in map().
+        return None if path is None else path.read(data)
 
     def _apply(self, rule: EventRule, data: Any) -> Delta:
         if rule.error is not None:
