@@ -90,6 +90,69 @@ def test_sampling_params_the_api_refuses_with_thinking_are_refused() -> None:
     assert server.bodies == []
 
 
+WEATHER = {"name": "weather", "description": "The weather.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+@pytest.mark.parametrize("choice", ["required", {"name": "weather"}])
+def test_a_forced_tool_the_api_refuses_with_thinking_is_refused(choice: Any) -> None:
+    c, server = client("anthropic")
+    mode = "required" if choice == "required" else "tool"
+    with pytest.raises(EngineError) as caught:
+        c.chat().user("x").tools([WEATHER]).tool_choice(choice).reasoning(
+            budget_tokens=1024).max_tokens(4096).execute()
+    assert caught.value.kind == "invalid_request"
+    assert caught.value.message == (f"anthropic refuses tool_choice {mode!r} alongside "
+                                    f"reasoning (it takes: auto, none); drop one of them")
+    assert server.bodies == []
+    c.chat().user("x").tools([WEATHER]).tool_choice("auto").reasoning(
+        budget_tokens=1024).max_tokens(4096).execute()
+    assert server.bodies[0]["tool_choice"] == {"type": "auto"}
+    assert server.bodies[0]["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+def _bedrock(model: str, text: str = "ok") -> tuple[Any, Any]:
+    import httpx
+    from test_media import Server
+
+    from engine import SyncAiClient
+
+    server = Server({"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                     "stopReason": "end_turn",
+                     "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}})
+    c = SyncAiClient.create(f"bedrock/{model}", api_key="AKIDEXAMPLE:secretsecret",
+                            settings={"region": "us-east-1"},
+                            http_client=httpx.Client(transport=httpx.MockTransport(server)),
+                            max_retries=0)
+    return c, server
+
+
+def test_bedrock_thinking_goes_with_a_native_schema_but_not_the_forced_tool_one() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    old, server = _bedrock("anthropic.claude-3-7-sonnet-20250219-v1:0")
+    with pytest.raises(EngineError) as caught:
+        old.chat().user("x").response_format(schema, name="A").reasoning(
+            budget_tokens=1024).max_tokens(4096).execute()
+    assert caught.value.message.startswith(
+        "bedrock emulates a json_schema answer with a forced tool call, which it refuses "
+        "alongside reasoning; drop .reasoning() or the answer format")
+    assert server.bodies == []
+    old.chat().user("x").reasoning(budget_tokens=1024).max_tokens(4096).execute()
+    assert server.bodies[0]["additionalModelRequestFields"] == {
+        "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    new, server = _bedrock("us.anthropic.claude-sonnet-4-5-20250929-v1:0", '{"a": "b"}')
+    assert new.chat().user("x").response_format(schema, name="A").reasoning(
+        budget_tokens=1024).max_tokens(4096).execute().parsed == {"a": "b"}
+    body = server.bodies[0]
+    assert body["outputConfig"]["textFormat"]["type"] == "json_schema"
+    assert "toolConfig" not in body
+    assert body["additionalModelRequestFields"]["thinking"]["budget_tokens"] == 1024
+    nova, server = _bedrock("amazon.nova-pro-v1:0")
+    with pytest.raises(EngineError, match="cannot express the reasoning control"):
+        nova.chat().user("x").reasoning(budget_tokens=1024).max_tokens(4096).execute()
+    assert server.bodies == []
+
+
 @pytest.mark.parametrize("build, why", [
     (lambda chat: chat.reasoning(effort="maximum"), "did you mean"),
     (lambda chat: chat.reasoning(), "needs effort, budget_tokens, summary or adaptive"),

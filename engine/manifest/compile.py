@@ -282,6 +282,8 @@ def _capability_fields(caps: Mapping[str, Any], chat: bool, report: Problems,
         "native_tools": bool(caps.get("native_tools", False)),
         "prompt_cache": caps.get("prompt_cache", "none"),
         "reasoning_excludes": frozenset(caps.get("reasoning_excludes") or ()),
+        "reasoning_tool_choice": (frozenset(caps["reasoning_tool_choice"])
+                                  if caps.get("reasoning_tool_choice") is not None else None),
     }
 
 

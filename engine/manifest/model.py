@@ -400,6 +400,8 @@ class Manifest:
     # Reasoning controls it can express, and params refused alongside reasoning.
     reasoning_controls: frozenset[str] = frozenset()
     reasoning_excludes: frozenset[str] = frozenset()
+    # The tool_choice modes taken alongside reasoning (None: every mode it takes).
+    reasoning_tool_choice: frozenset[str] | None = None
     base_url_template: Node | None = None
     embed: EmbedSpec | None = None
     list_models: ListModelsSpec | None = None

@@ -199,6 +199,9 @@ _CAPABILITIES: dict[str, Any] = {
             "type": "string", "allowed": ["effort", "budget_tokens", "adaptive", "summary"]}},
         "reasoning_excludes": {"type": "list", "schema": {
             "type": "string", "allowed": ["temperature", "top_p", "top_k", "stop", "seed"]}},
+        # the tool_choice modes the API takes alongside reasoning (default: all it takes)
+        "reasoning_tool_choice": {"type": "list", "schema": {
+            "type": "string", "allowed": ["auto", "none", "required", "tool"]}},
         # the answer formats chat.response_format / chat.json can ask for
         "response_format": {"type": "list", "schema": {
             "type": "string", "allowed": ["json_schema", "json_object"]}},

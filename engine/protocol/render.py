@@ -246,6 +246,19 @@ def _check_reasoning(manifest: Manifest, request: ChatRequest) -> None:
             raise EngineError("invalid_request", f"{pid} refuses {param} alongside "
                               f"reasoning; drop .{param}() or .reasoning()", provider=pid,
                               retryable=False)
+    _check_reasoning_tool_choice(manifest, request)
+
+
+def _check_reasoning_tool_choice(manifest: Manifest, request: ChatRequest) -> None:
+    allowed = manifest.reasoning_tool_choice
+    if allowed is None:
+        return
+    pid, taken = manifest.id, ", ".join(sorted(allowed)) or "none at all"
+    choice = normalize_tool_choice(request.tool_choice)
+    if choice is not None and choice["mode"] not in allowed:
+        raise EngineError("invalid_request", f"{pid} refuses tool_choice {choice['mode']!r} "
+                          f"alongside reasoning (it takes: {taken}); drop one of them",
+                          provider=pid, retryable=False)
 
 
 def _check_parts(manifest: Manifest, request: ChatRequest, pending: bool) -> None:

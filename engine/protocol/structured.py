@@ -145,6 +145,12 @@ def emulated(request: ChatRequest, manifest: Manifest) -> ChatRequest:
                           f"{fmt['type']} mode and emulates it with a "
                           f"forced tool call, which cannot be combined with tools or "
                           f"tool_choice", provider=manifest.id, retryable=False)
+    allowed = manifest.reasoning_tool_choice
+    if request.reasoning is not None and allowed is not None and "tool" not in allowed:
+        raise EngineError("invalid_request", f"{manifest.id} emulates a {fmt['type']} answer "
+                          f"with a forced tool call, which it refuses alongside reasoning; "
+                          f"drop .reasoning() or the answer format", provider=manifest.id,
+                          retryable=False)
     schema = fmt["schema"] if fmt["schema"] is not None else {"type": "object"}
     tool = Tool(name, _DESCRIPTION, schema, strict=True if fmt["strict"] else None)
     return dataclasses.replace(request, tools=(tool,), tool_choice={"name": name},
