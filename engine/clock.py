@@ -9,7 +9,6 @@ the async and the sync driver alike.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 
@@ -32,4 +31,6 @@ class Clock:
         time.sleep(seconds)
 
     async def asleep(self, seconds: float) -> None:
+        import asyncio  # here, not at the top: a sync client never loads asyncio
+
         await asyncio.sleep(seconds)

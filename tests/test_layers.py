@@ -229,3 +229,28 @@ def test_a_changed_manifest_is_checked_again(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, **env}, cwd=ENGINE.parent)
     assert out.returncode != 0 and "bogus_key: unknown field" in out.stderr, out.stderr
+
+
+SYNC_CALL_AND_STREAM = """\
+import json, httpx
+from engine import SyncAiClient
+SSE = b'data: {"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}]}\\n\\n' \\
+      b'data: [DONE]\\n\\n'
+def answer(request):
+    if json.loads(request.content).get('stream'):
+        return httpx.Response(200, headers={'content-type': 'text/event-stream'}, content=SSE)
+    return httpx.Response(200, json={'choices': [{'message': {'content': 'hi'},
+                                                  'finish_reason': 'stop'}]})
+http = httpx.Client(transport=httpx.MockTransport(answer))
+c = SyncAiClient.create('openai/gpt-4o', api_key='sk-test', http_client=http)
+assert c.chat().user('hi').execute().content == 'hi'
+with c.chat().user('hi').stream() as s:
+    list(s)
+assert s.response.content == 'hi'
+"""
+
+
+def test_a_sync_call_loads_no_asyncio(tmp_path: Path) -> None:
+    """asyncio costs a cold process about 10 ms; a sync client has no use for it."""
+    loaded = _modules_after(SYNC_CALL_AND_STREAM, {"ENGINE_CACHE_DIR": str(tmp_path)})
+    assert "asyncio" not in loaded

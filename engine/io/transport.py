@@ -25,8 +25,6 @@ case closing the transport leaves that client open.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import socket
@@ -34,7 +32,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -43,6 +41,10 @@ from ..limits import DEFAULT_TIMEOUTS, MAX_BODY_BYTES, Limits, Timeouts
 from ..protocol.plan import Head, RawResponse
 from ..protocol.render import PreparedRequest
 from .encoding import BodyDecoder, accept_encoding
+
+if TYPE_CHECKING:  # imported where used: a sync client loads neither
+    import asyncio
+    import concurrent.futures
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -288,6 +290,7 @@ class AsyncOpened:
         self._release = release
 
     async def _next_raw(self) -> bytes | None:
+        import asyncio
         try:
             return await asyncio.wait_for(self._raw.__anext__(), self._deadline.left())
         except StopAsyncIteration:
@@ -322,6 +325,7 @@ class AsyncOpened:
 
     async def drain(self, max_bytes: int, seconds: float) -> None:
         """Read the rest within the bounds so the connection can be reused; never raises."""
+        import asyncio
         async def rest() -> None:
             size = 0
             async for chunk in self._raw:
@@ -363,6 +367,7 @@ class AsyncTransport:
 
     def _bind_loop(self, provider: str | None) -> asyncio.Semaphore:
         """The in-flight slots of the running loop; a new loop gets a fresh owned pool."""
+        import asyncio
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._slots is None:
             if self._loop is not None:
@@ -392,6 +397,7 @@ class AsyncTransport:
 
     async def open(self, req: PreparedRequest, provider: str | None = None,
                    timeouts: Timeouts | None = None) -> AsyncOpened:
+        import asyncio
         if self._closed:
             raise _closed_error(provider)
         limits = timeouts or self.timeouts
@@ -409,6 +415,7 @@ class AsyncTransport:
 
     async def _open(self, req: PreparedRequest, provider: str | None, timeouts: Timeouts,
                     deadline: _Deadline, slots: asyncio.Semaphore) -> AsyncOpened:
+        import asyncio
         log.debug("-> %s", req.describe())
         started = time.monotonic()
         request = _build(self._client, req, _httpx_timeout(timeouts), provider, timeouts)
@@ -494,6 +501,7 @@ class SyncOpened:
         so the rest is read by a worker; past *seconds* the socket is shut down
         under it and the connection is dropped instead of reused.
         """
+        import concurrent.futures
         done = _workers().submit(self._drain, max_bytes)
         try:
             done.result(timeout=seconds)
@@ -538,6 +546,7 @@ _worker_lock = threading.Lock()
 
 def _workers() -> concurrent.futures.ThreadPoolExecutor:
     """Threads for the blocking waits that need a time limit (drains, ``total``)."""
+    import concurrent.futures
     global _worker_pool
     with _worker_lock:
         if _worker_pool is None:
@@ -618,6 +627,7 @@ class SyncTransport:
 
     def _send(self, request: httpx.Request, deadline: _Deadline,
               provider: str | None) -> httpx.Response:
+        import concurrent.futures
         if deadline.at is None:
             return self._client.send(request, stream=True, follow_redirects=False)
         # A blocking send cannot be given an overall limit (headers may trickle in, each
