@@ -212,3 +212,70 @@ def test_the_direct_evaluator_gives_what_jinja_gives(data: dict, expr: str) -> N
             return ("error", str(exc))
 
     assert outcome(node) == outcome(slow)
+
+
+# ---------------------------------------------------------------- deferred compilation
+
+def test_deferred_leaves_compile_when_first_rendered():
+    """Under ``deferred()`` (the compiled-manifest cache: content checked before) a Jinja
+    leaf is compiled at its first render, and renders what the eager tree renders."""
+    from engine.manifest.templates import _Deferred, deferred
+
+    tree = {"a": "{{ x.y }}", "b": "v{{ n + 1 }}", "c": "plain",
+            "d": {"$each": "{{ xs }}", "as": "i", "do": "{{ i * 2 }}"}}
+    with deferred():
+        lazy = compile_tree(tree)
+        broken = compile_tree({"k": "{{ x. }}"})  # never checked: only for checked content
+    leaves = dict(lazy.items)
+    assert isinstance(leaves["a"], _Deferred) and leaves["a"]._node is None
+    assert not isinstance(leaves["c"], _Deferred)  # plain strings are literals at once
+    ctx = {"x": {"y": 3}, "n": 1, "xs": [1, 2]}
+    assert lazy.render(ctx) == compile_tree(tree).render(ctx) == {
+        "a": 3, "b": "v2", "c": "plain", "d": [2, 4]}
+    assert leaves["a"]._node is not None
+    with pytest.raises(TemplateError, match="syntax error"):
+        broken.render(ctx)
+    assert not isinstance(compile_tree("{{ x }}"), _Deferred)  # only inside the block
+
+
+def test_a_manifest_from_the_cache_sends_what_the_checked_one_sends(tmp_path, monkeypatch):
+    from engine.manifest.load import clear_cache
+    from engine.parts import Part
+    from engine.types import Tool
+
+    from engine.manifest import templates
+
+    monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path))
+    entered = []
+    real = templates.deferred
+
+    def counting():
+        entered.append(1)
+        return real()
+    monkeypatch.setattr(templates, "deferred", counting)
+    tool = Tool("weather", "The weather.", {"type": "object",
+                                            "properties": {"city": {"type": "string"}}})
+    requests = [
+        ChatRequest((Message.system("Be brief."), Message.user("Hi")), {"temperature": 0.2}),
+        ChatRequest((Message.user(["Look.", Part.image(data=b"\x89PNG\r\n\x1a\n0000",
+                                                        media_type="image/png")]),),
+                    {"max_tokens": 64}, (tool,), "auto"),
+    ]
+    for provider, model in [("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"),
+                            ("gemini", "gemini-2.5-flash"), ("ollama", "llama3.2"),
+                            ("bedrock", "anthropic.claude-3-7-sonnet-20250219-v1:0")]:
+        clear_cache()
+        checked = load_manifest(provider)  # checked in full, then written to the cache
+        clear_cache()
+        before = len(entered)
+        cached = load_manifest(provider)
+        assert list(tmp_path.glob("*.json")) and cached is not checked
+        assert len(entered) == before + 1  # compiled from the cache, its leaves deferred
+        for request in requests:
+            settings = {"region": "us-east-1"} if provider == "bedrock" else None
+            sent = [prepare(m, request, model, api_key="AKIDEXAMPLE:secret", settings=settings)
+                    for m in (checked, cached)]
+            assert json.loads(sent[0].body) == json.loads(sent[1].body), provider
+            assert sent[0].url == sent[1].url
+            if provider != "bedrock":  # a signature carries the time of signing
+                assert sent[0].headers == sent[1].headers

@@ -105,10 +105,12 @@ def _from_cache(path: FsPath, content: bytes, dirs: list[FsPath] | None) -> Mani
     except (OSError, ValueError, KeyError, TypeError):
         return None
     from .compile import Problems, compile_manifest
+    from .templates import deferred
 
     report = Problems([RawDoc(path, data, {})])
     try:
-        manifest = compile_manifest(data, report)
+        with deferred():  # this content was checked in full when it was cached
+            manifest = compile_manifest(data, report)
     except (KeyError, TypeError, AttributeError, ValueError):
         return None  # a foreign or damaged entry: check the file again
     return None if report.problems else manifest

@@ -60,6 +60,7 @@ about a second. A limit that is hit raises
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -94,6 +95,7 @@ __all__ = [
     "compile_string",
     "compile_tree",
     "compile_with_roles",
+    "deferred",
     "environment",
     "render_checked",
 ]
@@ -652,6 +654,24 @@ _NULLS: contextvars.ContextVar[bool] = contextvars.ContextVar("nulls", default=F
 # The role table of the manifest being compiled, for $message nodes.
 _ROLES: contextvars.ContextVar[Mapping[str, Node] | None] = contextvars.ContextVar(
     "roles", default=None)
+# Whether string leaves are compiled when first rendered (see :func:`deferred`).
+_DEFER: contextvars.ContextVar[bool] = contextvars.ContextVar("defer", default=False)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Within this block, compiled trees compile each Jinja leaf when it first renders.
+
+    Only for content already checked in full by this engine (the compiled-manifest
+    cache): a leaf's errors were reported then, and a call that renders a few of a
+    manifest's templates (one role, one operation, one model's overrides) does not pay
+    for compiling the rest.
+    """
+    token = _DEFER.set(True)
+    try:
+        yield
+    finally:
+        _DEFER.reset(token)
 
 
 def _plain(value: Any, budget: _Budget | None = None) -> Any:
@@ -826,6 +846,22 @@ class _Expr(Node):
         return _plain(_guard(self.source, lambda: self.fn(**ctx)), _BUDGET.get())
 
 
+class _Deferred(Node):
+    """A string leaf compiled when it first renders (see :func:`deferred`)."""
+
+    __slots__ = ("_node", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._node: Node | None = None
+
+    def render(self, ctx: Mapping[str, Any]) -> Any:
+        node = self._node
+        if node is None:  # two threads may both compile: the same node, no harm
+            node = self._node = compile_string(self.source)
+        return node.render(ctx)
+
+
 @dataclass(frozen=True, slots=True)
 class _Text(Node):
     source: str
@@ -988,10 +1024,14 @@ def _evaluate(source: str, fn: Callable[[], Any]) -> Any:
         raise TemplateError(f"{type(exc).__name__} in {source!r}: {exc}") from None
 
 
+def _is_template(source: str) -> bool:
+    return "{{" in source or "{%" in source or "{#" in source
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_string(source: str) -> Node:
     """Compile one string leaf (cached: nodes are immutable, manifests repeat leaves)."""
-    if "{{" not in source and "{%" not in source and "{#" not in source:
+    if not _is_template(source):
         return _Literal(source)
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateError(f"template longer than {MAX_TEMPLATE_CHARS} characters: "
@@ -1028,7 +1068,7 @@ def compile_tree(tree: Any, path: tuple[str | int, ...] = ()) -> Node:
     """Compile a YAML template tree; raise TemplateError with the failing path."""
     try:
         if isinstance(tree, str):
-            return compile_string(tree)
+            return _Deferred(tree) if _DEFER.get() and _is_template(tree) else compile_string(tree)
         if isinstance(tree, list):
             return _List(tuple(compile_tree(item, (*path, i)) for i, item in enumerate(tree)))
         if isinstance(tree, Mapping):
