@@ -203,12 +203,18 @@ class ChatSpec:
     response: ResponseSpec
     stream: StreamSpec | None
     variants: tuple[Variant, ...]  # overrides first, the base last
+    _by_model: dict[str, Variant] = field(default_factory=dict, init=False, compare=False,
+                                          repr=False)
 
     def variant_for(self, model: str) -> Variant:
-        for variant in self.variants:
-            if variant.pattern is None or variant.pattern.search(model):
-                return variant
-        return self.variants[-1]
+        """The first variant whose pattern matches *model* (computed once per model)."""
+        got = self._by_model.get(model)
+        if got is None:
+            got = next((v for v in self.variants
+                        if v.pattern is None or v.pattern.search(model)), self.variants[-1])
+            if len(self._by_model) < _MODELS_CACHED:
+                self._by_model[model] = got
+        return got
 
 
 @dataclass(frozen=True, slots=True)
