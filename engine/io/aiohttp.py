@@ -14,7 +14,11 @@ with the invariants of the httpx transport (:mod:`engine.io.transport`):
   :mod:`engine.io.encoding` in bounded pieces, like the httpx transport's;
 - at most ``Limits.max_in_flight`` requests are on the wire, the others wait
   in arrival order; the pool holds ``Limits.max_connections`` connections;
-- the URL is sent exactly as rendered (``yarl.URL(..., encoded=True)``).
+- the URL is sent exactly as rendered (``yarl.URL(..., encoded=True)``);
+- proxies come from the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``),
+  read once when the session is made, as httpx reads them when its client is
+  made; aiohttp's own ``trust_env`` would read them, and ``~/.netrc``, in a
+  worker thread on every request.
 
 Timeouts: ``connect`` bounds opening a connection, ``pool`` (added to it)
 bounds waiting for one, ``read`` each read, ``total`` one attempt. aiohttp has
@@ -29,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import aiohttp
@@ -47,6 +52,18 @@ log = logging.getLogger("engine")
 
 _READ_ADVICE = ("not retried, since the provider may still be generating (and billing) the "
                 "answer; use .stream() to receive it as it is produced, or a larger timeout=")
+
+
+def _env_proxies() -> dict[str, str]:
+    """The environment's http and https proxies and its no-proxy list (``no``)."""
+    found = urllib.request.getproxies_environment()
+    return {k: v for k, v in found.items() if k in ("http", "https", "no") and v}
+
+
+def _bypassed(host: str, proxies: dict[str, str]) -> bool:
+    """Whether the no-proxy list of *proxies* (``no``) names *host* (urllib's own test)."""
+    test = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # not in typeshed
+    return bool(test(host, proxies))
 
 
 def _translate(exc: BaseException, timeouts: Timeouts, provider: str | None) -> EngineError:
@@ -183,6 +200,8 @@ class AiohttpTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
         self._closed = False
+        self._proxies: dict[str, str] = {}
+        self._proxy_of: dict[tuple[str, str | None, int | None], str | None] = {}
 
     def _bind_loop(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
@@ -190,8 +209,9 @@ class AiohttpTransport:
             # A session of a loop that is gone cannot be closed from this one: dropped.
             connector = aiohttp.TCPConnector(limit=self.limits.max_connections,
                                              limit_per_host=0)
+            self._proxies, self._proxy_of = _env_proxies(), {}
             self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, trust_env=True,
+                connector=connector, auto_decompress=False, trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None),
                 skip_auto_headers=("User-Agent",))
             self._loop = loop
@@ -240,7 +260,8 @@ class AiohttpTransport:
             url = yarl.URL(req.url, encoded=True)
             response = await asyncio.wait_for(session.request(
                 req.method, url, headers=headers, data=req.body or None,
-                allow_redirects=False, timeout=_client_timeout(timeouts)), deadline.left())
+                allow_redirects=False, timeout=_client_timeout(timeouts),
+                proxy=self._proxy(url)), deadline.left())
         except asyncio.TimeoutError as exc:
             if isinstance(exc, aiohttp.ServerTimeoutError):
                 raise _translate(exc, timeouts, provider) from None
@@ -253,6 +274,18 @@ class AiohttpTransport:
         log.debug("<- %s %s (headers after %.1f ms)", response.status, req.describe(),
                   (time.monotonic() - started) * 1000.0)
         return AiohttpOpened(response, provider, deadline, timeouts, slots.release)
+
+    def _proxy(self, url: yarl.URL) -> str | None:
+        """The environment's proxy for *url*'s origin (None: connect directly)."""
+        origin = (url.scheme, url.host, url.port)
+        if origin not in self._proxy_of:
+            proxy = self._proxies.get(url.scheme)
+            if proxy is not None and url.host is not None and _bypassed(url.host, self._proxies):
+                proxy = None
+            if len(self._proxy_of) < 256:
+                self._proxy_of[origin] = proxy
+            return proxy
+        return self._proxy_of[origin]
 
     async def aclose(self) -> None:
         self._closed = True
