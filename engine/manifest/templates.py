@@ -840,9 +840,11 @@ class _Expr(Node):
     def render(self, ctx: Mapping[str, Any]) -> Any:
         if self.fast is not None and type(ctx) is dict:
             try:
-                return _plain(self.fast(ctx), _BUDGET.get())
+                value = self.fast(ctx)
             except _Slow:
                 pass
+            else:  # most body keys are unset on most calls: None needs no conversion
+                return None if value is None else _plain(value, _BUDGET.get())
         return _plain(_guard(self.source, lambda: self.fn(**ctx)), _BUDGET.get())
 
 
@@ -879,7 +881,10 @@ class _Map(Node):
         _charge(1 + len(self.items))
         out: dict[str, Any] = {}
         for key, node in self.items:
-            value = _at(key, node, ctx)
+            try:  # _at, inlined: a body renders every key on every call
+                value = node.render(ctx)
+            except TemplateError as exc:
+                raise TemplateError(str(exc), (key, *exc.path)) from None
             if value is not None:
                 out[key] = value
         # A mapping whose every entry is unset is itself unset (a literal {} stays).
