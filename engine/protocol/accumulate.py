@@ -267,7 +267,8 @@ class Accumulator:
                 self._end_call(call)
         if delta.finish is not None:
             self._finish = delta.finish
-        self._usage.update(delta.usage)
+        if delta.usage:
+            self._usage.update(delta.usage)
         if delta.replay is not None:
             self._keep(delta.replay)
         if delta.end:

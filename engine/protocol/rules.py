@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,10 +68,11 @@ class Delta:
 
     thinking: Any = None
     content: Any = None
-    calls: list[CallPart] = field(default_factory=list)
+    # Shared empty defaults: most frames carry neither (one is made per frame).
+    calls: Sequence[CallPart] = ()
     call_end: str | None = None
     finish: Any = None
-    usage: dict[str, Any] = field(default_factory=dict)
+    usage: Mapping[str, Any] | None = None
     error: EngineError | None = None
     end: bool = False
     raw: Any = _UNSET  # the decoded data, kept on the response's raw list
@@ -293,11 +294,14 @@ class FrameRules:
             delta.call_end = str(key) if key is not None else None
         delta.finish = self._get(rule.finish_reason, data)
         root = self._usage_root.get(id(rule))
-        usage = rule.usage if root is None or (type(data) is dict and root in data) else {}
-        for name, path in usage.items():
-            value = self._get(path, data)
-            if value is not None:
-                delta.usage[name] = value
+        if rule.usage and (root is None or (type(data) is dict and root in data)):
+            found = {}
+            for name, path in rule.usage.items():
+                value = self._get(path, data)
+                if value is not None:
+                    found[name] = value
+            if found:
+                delta.usage = found
         delta.end = rule.end
         if rule.replay is not None:
             delta.replay = self._replay(rule.replay, data, delta, self._append[id(rule)])
