@@ -351,6 +351,22 @@ async def test_a_thousand_concurrent_calls_on_one_default_client() -> None:
     assert elapsed < 30, elapsed
 
 
+@pytest.mark.parametrize("idle", [20, 5])
+async def test_a_burst_leaves_at_most_max_idle_connections_open(idle: int) -> None:
+    """After a burst, the httpx pool keeps max_idle_connections of its connections open
+    and closes the rest (its pool checks every idle connection on each request)."""
+    with ReplayServer(answer_all) as server:
+        async with await AiClient.create(MODEL, api_key=KEY, base_url=url(server),
+                                         limits=Limits(max_idle_connections=idle)) as client:
+            await asyncio.gather(*(client.chat().user("hi").execute() for _ in range(60)))
+            opened = server.connections_opened
+            assert opened > idle  # the burst needed more than the idle pool
+            pool = client._transport._client._transport._pool  # httpcore's connection pool
+            assert len(pool.connections) == idle
+            await client.chat().user("hi").execute()
+            assert server.connections_opened == opened  # an idle one was reused
+
+
 async def test_a_thousand_concurrent_streams_reuse_the_pool() -> None:
     async def one(client: AiClient) -> str | None:
         handle = client.chat().user("hi").stream()

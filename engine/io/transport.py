@@ -213,9 +213,9 @@ def _too_big(provider: str | None, limit: int) -> EngineError:
 
 
 def _pool(limits: Limits) -> httpx.Limits:
-    # Every connection is kept alive: a burst of calls reuses what the last one opened.
     return httpx.Limits(max_connections=limits.max_connections,
-                        max_keepalive_connections=limits.max_connections)
+                        max_keepalive_connections=min(limits.max_idle_connections,
+                                                      limits.max_connections))
 
 
 def _new_client(kind: type[Any], timeouts: Timeouts, limits: Limits) -> Any:
