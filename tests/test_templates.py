@@ -239,11 +239,10 @@ def test_deferred_leaves_compile_when_first_rendered():
 
 
 def test_a_manifest_from_the_cache_sends_what_the_checked_one_sends(tmp_path, monkeypatch):
+    from engine.manifest import templates
     from engine.manifest.load import clear_cache
     from engine.parts import Part
     from engine.types import Tool
-
-    from engine.manifest import templates
 
     monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path))
     entered = []
