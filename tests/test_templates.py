@@ -278,3 +278,17 @@ def test_a_manifest_from_the_cache_sends_what_the_checked_one_sends(tmp_path, mo
             assert sent[0].url == sent[1].url
             if provider != "bedrock":  # a signature carries the time of signing
                 assert sent[0].headers == sent[1].headers
+
+
+def test_directives_read_context_data_as_it_is_and_render_the_same():
+    """$each, $if, $switch and $message read their value without converting it (it is
+    not output); what they render is what rendering the value first would give."""
+    tree = {"out": {"$each": "{{ xs }}", "as": "x",
+                    "do": {"$switch": "{{ x.kind }}", "cases": {"a": {"$if": "{{ x.on }}",
+                                                                       "then": "{{ x.v }}"}},
+                           "default": "{{ x }}"}}}
+    ctx = {"xs": [{"kind": "a", "on": True, "v": [1, 2]}, {"kind": "b", "v": 3},
+                  {"kind": "a", "on": False, "v": 4}]}
+    assert render(tree, **ctx) == {"out": [[1, 2], {"kind": "b", "v": 3}]}
+    # Other data is converted as before (a tuple is a list).
+    assert render({"$each": "{{ xs }}", "as": "x", "do": "{{ x }}"}, xs=(1, 2)) == [1, 2]

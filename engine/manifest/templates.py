@@ -738,6 +738,12 @@ class Node:
     def render(self, ctx: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
+    def read(self, ctx: Mapping[str, Any]) -> Any:
+        """What a directive reads (an ``$each`` list, an ``$if`` test, a ``$switch`` key,
+        a ``$message``): the rendered value, or, where that is the context's own plain
+        data, the data itself, not a converted copy (it is not output)."""
+        return self.render(ctx)
+
 
 @dataclass(frozen=True, slots=True)
 class _Literal(Node):
@@ -831,6 +837,10 @@ def _fast_expression(tree: jinja2.nodes.Template) -> Fast | None:
     return _fast(parts[0]) if len(parts) == 1 else None
 
 
+# The types of the plain data the engine puts in a template context.
+_CONTEXT_DATA = frozenset((dict, list, str, int, float, bool, type(None)))
+
+
 @dataclass(frozen=True, slots=True)
 class _Expr(Node):
     source: str
@@ -845,6 +855,18 @@ class _Expr(Node):
                 pass
             else:  # most body keys are unset on most calls: None needs no conversion
                 return None if value is None else _plain(value, _BUDGET.get())
+        return _plain(_guard(self.source, lambda: self.fn(**ctx)), _BUDGET.get())
+
+    def read(self, ctx: Mapping[str, Any]) -> Any:
+        if self.fast is not None and type(ctx) is dict:
+            try:
+                value = self.fast(ctx)
+            except _Slow:
+                pass
+            else:
+                if type(value) in _CONTEXT_DATA:  # read from the context as it is
+                    return value
+                return _plain(value, _BUDGET.get())
         return _plain(_guard(self.source, lambda: self.fn(**ctx)), _BUDGET.get())
 
 
@@ -862,6 +884,12 @@ class _Deferred(Node):
         if node is None:  # two threads may both compile: the same node, no harm
             node = self._node = compile_string(self.source)
         return node.render(ctx)
+
+    def read(self, ctx: Mapping[str, Any]) -> Any:
+        node = self._node
+        if node is None:
+            node = self._node = compile_string(self.source)
+        return node.read(ctx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -913,7 +941,7 @@ class _Each(Node):
     flatten: bool
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
-        items = self.source.render(ctx)
+        items = self.source.read(ctx)
         if items is None:
             return None
         if isinstance(items, (str, Mapping)) or not isinstance(items, list):
@@ -940,7 +968,7 @@ class _If(Node):
     otherwise: Node | None
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
-        if self.cond.render(ctx):
+        if self.cond.read(ctx):
             return _at("then", self.then, ctx)
         return _at("else", self.otherwise, ctx) if self.otherwise is not None else None
 
@@ -952,7 +980,7 @@ class _Switch(Node):
     default: Node | None
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
-        key = self.value.render(ctx)
+        key = self.value.read(ctx)
         node = self.cases.get(str(key)) if key is not None else None
         if node is not None:
             return _at(("cases", str(key)), node, ctx)
@@ -980,7 +1008,7 @@ class _Message(Node):
     roles: Mapping[str, Node]
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
-        message = self.source.render(ctx)
+        message = self.source.read(ctx)
         if not isinstance(message, Mapping):
             raise TemplateError(f"$message needs a message, got {type(message).__name__}")
         role = str(message.get("role"))
