@@ -151,8 +151,9 @@ def _steps(node: Any) -> tuple[str | int, ...] | None:
     return None
 
 
-def _walk(steps: tuple[str | int, ...]) -> Getter:
-    """One call for a whole chain: most manifest paths are chains, read on every frame.
+def walker(steps: tuple[str | int, ...]) -> Getter:
+    """The getter of a plain chain of field and index *steps*, as one call: most
+    manifest paths are chains, read on every frame (see also :attr:`Path.tests`).
 
     Same result as the composed field and index closures: a step that does not apply
     (a field of a non-object, an index outside a list) gives null, and null stays null.
@@ -176,7 +177,7 @@ def _compile(node: Any) -> Getter:
     kind, children = node["type"], node.get("children", [])
     steps = _steps(node) if kind in ("subexpression", "index_expression") else None
     if steps is not None:
-        return _walk(steps)
+        return walker(steps)
     if kind == "field":
         return _field(node["value"])
     if kind == "literal":
@@ -274,11 +275,6 @@ class Path:
         return None if data is None else self.search(data)
 
 
-def walker(steps: Steps) -> Getter:
-    """The getter of a plain chain of field and index *steps* (see :attr:`Path.tests`)."""
-    return _walk(steps)
-
-
 def compile_path(source: str) -> Path:
     """Parse *source* once; raise :class:`PathError` with the reason."""
     if not isinstance(source, str) or not source.strip():
@@ -289,7 +285,7 @@ def compile_path(source: str) -> Path:
         raise PathError(f"invalid JMESPath {source!r}: {exc}") from None
     node = parsed.parsed
     steps = _steps(node)
-    getter = _walk(steps) if steps is not None else _compile(node)
+    getter = walker(steps) if steps is not None else _compile(node)
     return Path(source, getter, _root(node), steps is not None, _tests(node))
 
 

@@ -866,8 +866,7 @@ class _Expr(Node):
             else:
                 if type(value) in _CONTEXT_DATA:  # read from the context as it is
                     return value
-                return _plain(value, _BUDGET.get())
-        return _plain(_guard(self.source, lambda: self.fn(**ctx)), _BUDGET.get())
+        return self.render(ctx)  # anything else is converted, as rendering does
 
 
 class _Deferred(Node):
